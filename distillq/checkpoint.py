@@ -1,0 +1,310 @@
+"""Run directories: the only module that knows the on-disk layout.
+
+    runs/<kind>-<date>-<time>-<id>/
+      meta.json      kind, status, env, network spec, seeds, config, metrics, teacher, version
+      config.toml    the config snapshot, reusable with --config
+      params/        orbax (StandardCheckpointer) pytree, every leaf stacked over seeds [S, ...]
+      metrics.jsonl  one line per chunk and seed, appended as training goes
+      state/         full training state for --resume (orbax CheckpointManager, latest kept)
+      .lock          held (flock) by the process writing the run
+
+meta.json is replaced atomically (write + rename); orbax writes params/ into a temporary
+directory and renames it when complete. A run is usable by distill/evaluate only once its
+meta.json says status "complete".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from distillq import __version__
+from distillq.errors import RunDirError
+
+META = "meta.json"
+PARAMS = "params"
+STATE = "state"
+METRICS = "metrics.jsonl"
+LOCK = ".lock"
+RUNS_ROOT = Path("runs")
+# What orbax/tensorstore raise on damaged checkpoints (STACK.md §4).
+CHECKPOINT_ERRORS = (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError, OSError,
+                     TypeError, AttributeError)
+
+
+def _quiet_orbax() -> None:
+    import logging
+
+    for name in ("absl", "orbax", "jax._src.distributed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with contextlib.suppress(Exception):
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+# --------------------------------------------------------------------------- creation
+
+
+class RunLock:
+    """An exclusive flock on <run>/.lock; a second writer is refused."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self.fh = None
+
+    def acquire(self) -> RunLock:
+        self.fh = open(self.path, "w")  # noqa: SIM115
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            self.fh = None
+            raise RunDirError(f"run dir {self.path.parent} is in use by another distillq "
+                              "process") from None
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def release(self) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+def is_locked(run_dir: Path) -> bool:
+    p = Path(run_dir) / LOCK
+    if not p.exists():
+        return False
+    with open(p) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def new_run_dir(kind: str, out: str | Path | None = None, force: bool = False,
+                root: Path | None = None) -> tuple[Path, RunLock]:
+    """Create a fresh run directory and lock it. Never silently overwrites an existing run."""
+    root = Path(root) if root is not None else RUNS_ROOT
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for _ in range(100):
+            path = root / f"{kind}-{stamp}-{secrets.token_hex(2)}"
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise RunDirError(f"cannot create run dir under {root}: {e.strerror}") from None
+        else:  # pragma: no cover
+            raise RunDirError(f"cannot find a free run dir name under {root}")
+    else:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if not force:
+                raise RunDirError(f"{path} already exists; choose another --out or pass --force "
+                                  "to replace it")
+            if not path.is_dir():
+                raise RunDirError(f"{path} exists and is not a directory")
+            if is_locked(path):
+                raise RunDirError(f"run dir {path} is in use by another distillq process")
+            if not (path / META).exists():
+                raise RunDirError(f"{path} is not a distillq run dir; refusing to replace it "
+                                  "even with --force")
+            shutil.rmtree(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(f"cannot create run dir {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise RunDirError(f"run dir {path} is not writable")
+    return path, RunLock(path).acquire()
+
+
+def check_writable_parent(out: str | Path | None, root: Path | None = None) -> None:
+    """Fail before any compute when the output location cannot be written."""
+    target = Path(out) if out is not None else (Path(root) if root else RUNS_ROOT)
+    p = target
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if p.exists() and (not p.is_dir() or not os.access(p, os.W_OK)):
+        if p == target and p.is_dir() and out is not None:
+            return  # existing run dir: new_run_dir decides (exists/--force)
+        raise RunDirError(f"cannot write under {p}: not a writable directory")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_params(run_dir: Path, params: Any) -> None:
+    """Save stacked params with orbax; blocks until the checkpoint is committed on disk."""
+    import orbax.checkpoint as ocp
+
+    _quiet_orbax()
+    target = Path(run_dir).resolve() / PARAMS
+    ckptr = ocp.StandardCheckpointer()
+    try:
+        ckptr.save(target, params, force=True)
+        ckptr.wait_until_finished()
+    finally:
+        ckptr.close()
+
+
+def append_metrics(run_dir: Path, rows: list[dict]) -> None:
+    with open(Path(run_dir) / METRICS, "a") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, default=_json_default) + "\n")
+
+
+def base_meta(kind: str, env: str, net_spec: dict, seeds: list[int], cfg: dict) -> dict:
+    return {
+        "distillq_version": __version__,
+        "kind": kind,
+        "status": "running",
+        "env": env,
+        "network": net_spec,
+        "seeds": seeds,
+        "config": cfg,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class Run(NamedTuple):
+    path: Path
+    meta: dict
+    params: Any  # numpy pytree, leaves [S, ...]
+
+
+def read_meta(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise RunDirError(f"run dir not found: {p}")
+    if not p.is_dir():
+        raise RunDirError(f"not a run dir (not a directory): {p}")
+    mp = p / META
+    if not mp.exists():
+        raise RunDirError(f"not a distillq run dir (no {META}): {p}")
+    try:
+        meta = json.loads(mp.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise RunDirError(f"corrupted {META} in {p}: {type(e).__name__}") from None
+    required = ("kind", "status", "env", "network", "seeds", "config")
+    if not isinstance(meta, dict) or any(k not in meta for k in required):
+        raise RunDirError(f"corrupted {META} in {p}: missing fields")
+    return meta
+
+
+def load_run(path: str | Path, kind: str | None = None) -> Run:
+    """Load a complete run (metadata and params as numpy), or raise RunDirError."""
+    p = Path(path)
+    meta = read_meta(p)
+    if kind is not None and meta["kind"] != kind:
+        raise RunDirError(f"{p} is a {meta['kind']} run; a {kind} run is expected")
+    if meta["status"] != "complete":
+        hint = " (resume it with --resume)" if meta["status"] == "interrupted" else ""
+        raise RunDirError(f"run {p} is not complete (status: {meta['status']}){hint}")
+    params = restore_params(p)
+    _check_params(p, params, meta)
+    return Run(p, meta, params)
+
+
+def restore_params(run_dir: Path) -> Any:
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    _quiet_orbax()
+    target = Path(run_dir).resolve() / PARAMS
+    if not target.is_dir():
+        raise RunDirError(f"checkpoint missing in {run_dir}: no {PARAMS}/ directory")
+    ckptr = ocp.StandardCheckpointer()
+    try:
+        meta = ckptr.metadata(target).item_metadata.tree
+        abstract = _map_meta(meta, lambda m: np.empty(m.shape, m.dtype))
+        return ckptr.restore(target, abstract)
+    except CHECKPOINT_ERRORS as e:
+        msg = str(e).splitlines()[0][:160] if str(e) else ""
+        raise RunDirError(f"damaged checkpoint in {run_dir}/{PARAMS}: {type(e).__name__}"
+                          f"{': ' + msg if msg else ''}") from None
+    finally:
+        ckptr.close()
+
+
+def _map_meta(tree: Any, fn) -> Any:
+    if isinstance(tree, dict):
+        return {k: _map_meta(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_meta(v, fn) for v in tree)
+    return fn(tree)
+
+
+def _check_params(p: Path, params: Any, meta: dict) -> None:
+    import jax
+
+    from distillq import networks
+
+    spec = meta["network"]
+    n_seeds = len(meta["seeds"])
+    try:
+        expected = networks.param_count(spec)
+        leaves = jax.tree.leaves(params)
+        got = sum(int(x.size) for x in leaves) // max(n_seeds, 1)
+        ok = all(x.shape[0] == n_seeds for x in leaves)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        raise RunDirError(f"corrupted {META} in {p}: bad network spec") from None
+    if not ok or got != expected:
+        raise RunDirError(f"damaged checkpoint in {p}: params do not match the network spec")
+
+
+def resolve_teacher_path(student_meta: dict, student_dir: Path) -> Path:
+    t = student_meta.get("teacher", {}).get("run_dir")
+    if not t:
+        raise RunDirError(f"{student_dir}: student metadata names no teacher run")
+    tp = Path(t)
+    if not tp.is_absolute():
+        tp = (Path(student_dir) / tp).resolve()
+    return tp

@@ -1,0 +1,219 @@
+"""distillq's command line: parse arguments, load the config, call one function, print JSON.
+
+Nothing here imports jax, flax or gymnax at module level: `distillq --help` and usage
+errors stay fast. stdout carries exactly one JSON object per command; humans' output goes
+to stderr. Exit codes: 0 success, 2 bad usage or input, 1 unexpected, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+
+_STARTED = time.perf_counter()
+
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from distillq import __version__  # noqa: E402
+from distillq.errors import ConfigError, DistillqError, Interrupted  # noqa: E402
+
+app = typer.Typer(
+    name="distillq",
+    help="Knowledge distillation for deep RL: train a DQN teacher, distil it into a smaller "
+    "student, evaluate both. JSON on stdout, progress on stderr; commands chain with |.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Int = Annotated[str | None, typer.Option(metavar="N", show_default=False)]
+Float = Annotated[str | None, typer.Option(metavar="X", show_default=False)]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", "-c", metavar="FILE", help="TOML config (default: configs/<command>.toml)")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="override any config key (repeatable)")]
+OutOpt = Annotated[str | None, typer.Option(
+    "--out", "-o", metavar="DIR", help="run directory (default: runs/<kind>-<date>-<id>)")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="replace an existing --out run dir")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"distillq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """distillq: knowledge distillation for deep RL."""
+
+
+def _overrides(config_path: str | None, sets: list[str] | None, **flags: str | None) -> dict:
+    from distillq import config
+
+    over = config.parse_sets(sets)
+    over.update({k: v for k, v in flags.items() if v is not None})
+    return over
+
+
+def _stdin_run(what: str) -> str:
+    from distillq.commands import read_upstream
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise DistillqError(f"no {what} given: pass it as an argument, or pipe the JSON output "
+                            "of the previous distillq command into this one")
+    return read_upstream(sys.stdin.read())["run_dir"]
+
+
+@app.command("train-teacher")
+def train_teacher(
+    config_path: ConfigOpt = None,
+    seeds: Annotated[str | None, typer.Option(metavar="N", help="number of seeds (vmapped)",
+                                                 show_default=False)] = None,
+    seed: Annotated[str | None, typer.Option(metavar="N", help="first seed")] = None,
+    env: Annotated[str | None, typer.Option(metavar="ID", help="gymnax env id")] = None,
+    steps: Annotated[str | None, typer.Option(
+        metavar="N", help="max env steps per seed (total_steps)")] = None,
+    hidden: Annotated[str | None, typer.Option(metavar="W,W", help="hidden sizes")] = None,
+    num_envs: Annotated[str | None, typer.Option(metavar="N", help="envs per seed")] = None,
+    lr: Annotated[str | None, typer.Option(metavar="X", help="learning rate")] = None,
+    sets: SetOpt = None,
+    out: OutOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a DQN teacher (default MLP 128-64) on a gymnax env, all seeds in one jitted call."""
+    from distillq import checkpoint, config
+
+    over = _overrides(config_path, sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
+                      hidden=hidden, num_envs=num_envs, lr=lr)
+    cfg = config.load("teacher", config_path, over)
+    checkpoint.check_writable_parent(out)
+    from distillq import commands, runner
+
+    runner.emit(commands.train_teacher(cfg, out=out, force=force, show_progress=not quiet,
+                                       started=_STARTED))
+
+
+@app.command("distill")
+def distill(
+    teacher: Annotated[str | None, typer.Option(
+        "--teacher", "-t", metavar="RUN",
+        help="teacher run dir (default: read from stdin)")] = None,
+    loss: Annotated[str | None, typer.Option(metavar="mse|kl|ce",
+                                                help="distillation loss")] = None,
+    temp: Annotated[str | None, typer.Option(metavar="T", help="kl temperature")] = None,
+    student: Annotated[str | None, typer.Option(
+        metavar="W,W", help="student hidden sizes, e.g. 64,32")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        metavar="N", help="number of students (default: one per teacher seed)")] = None,
+    seed: Annotated[str | None, typer.Option(metavar="N", help="first student seed")] = None,
+    steps: Annotated[str | None, typer.Option(
+        metavar="N", help="max env steps per seed (total_steps)")] = None,
+    lr: Annotated[str | None, typer.Option(metavar="X", help="learning rate")] = None,
+    config_path: ConfigOpt = None,
+    sets: SetOpt = None,
+    out: OutOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Distil a teacher run into a smaller student (default MLP 64-32)."""
+    from distillq import checkpoint, config
+
+    over = _overrides(config_path, sets, loss=loss, temp=temp, hidden=student, seed=seed,
+                      total_steps=steps, lr=lr)
+    cfg = config.load("distill", config_path, over)
+    n_seeds = None
+    if seeds is not None:
+        n_seeds = config.coerce("seeds", seeds, int)
+        if n_seeds < 1:
+            raise ConfigError(f"seeds: must be >= 1, got {n_seeds}")
+    checkpoint.check_writable_parent(out)
+    teacher_dir = teacher if teacher is not None else _stdin_run("teacher run")
+    checkpoint.read_meta(teacher_dir)  # fail fast, before importing jax
+    from distillq import commands, runner
+
+    runner.emit(commands.distill(cfg, teacher_dir, seeds=n_seeds, out=out, force=force,
+                                 show_progress=not quiet, started=_STARTED))
+
+
+@app.command("evaluate")
+def evaluate(
+    runs: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN]...", help="run dirs (default: the run named by the JSON on stdin)",
+        show_default=False)] = None,
+    episodes: Annotated[str | None, typer.Option(
+        metavar="N", help="greedy episodes per seed [default: 100]")] = None,
+) -> None:
+    """Evaluate teacher/student runs: returns, retention, fidelity, size and speed."""
+    from distillq import checkpoint, config
+
+    n = 100 if episodes is None else config.coerce("episodes", episodes, int)
+    if n < 1:
+        raise ConfigError(f"episodes: must be >= 1, got {n}")
+    paths = list(runs) if runs else [_stdin_run("run")]
+    for p in paths:
+        checkpoint.read_meta(p)  # fail fast, before importing jax
+    from distillq import commands, runner
+
+    t0 = time.perf_counter()
+    out = commands.evaluate_runs(paths, episodes=n)
+    out["wall_s"] = round(time.perf_counter() - _STARTED, 3)
+    out["eval_wall_s"] = round(time.perf_counter() - t0, 3)
+    if len(out["results"]) == 1:  # a single run: its summary also sits at the top level
+        out["run_dir"] = out["results"][0]["run_dir"]
+    runner.emit(out)
+
+
+def _fail(msg: str, code: int) -> None:
+    sys.stderr.write(f"distillq: error: {msg}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns every failure into one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="distillq", standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except Interrupted as e:
+        sys.stderr.write(f"distillq: interrupted; resume with: {e.resume_cmd}\n")
+        sys.exit(130)
+    except DistillqError as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
+    except typer.TyperException as e:  # click usage errors (unknown option, missing value)
+        fmt = getattr(e, "format_message", None)
+        msg = fmt() if fmt else str(e)
+        code = getattr(e, "exit_code", 2)
+        if type(e).__name__ == "NoArgsIsHelpError":
+            sys.stderr.write(msg + "\n")
+            sys.exit(2)
+        _fail(" ".join(msg.split()), code if code else 2)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    except Exception as e:  # noqa: BLE001
+        if os.environ.get("DISTILLQ_DEBUG"):
+            raise
+        _fail(f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+              "(set DISTILLQ_DEBUG=1 for a traceback)", 1)
+
+
+if __name__ == "__main__":
+    main()

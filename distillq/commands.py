@@ -1,0 +1,389 @@
+"""What each CLI command does, as plain functions returning the command's JSON summary.
+
+The CLI (cli.py) only parses arguments and loads configs; everything here may import jax.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from distillq import _setup, checkpoint, config
+from distillq.errors import RunDirError
+from distillq.runner import console
+
+_setup.configure()
+
+
+def _stack_keys(seeds: list[int]):
+    import jax
+    import jax.numpy as jnp
+
+    return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+
+def _eval_keys(seeds: list[int]):
+    import jax.numpy as jnp
+
+    from distillq import evaluate
+
+    return jnp.stack([evaluate.eval_key(s) for s in seeds])
+
+
+def _per_seed(seeds: list[int], returns) -> list[dict]:
+    from distillq.evaluate import summary
+
+    return [{"seed": s, **summary(returns[i])} for i, s in enumerate(seeds)]
+
+
+def _jit_vmap(fn, in_axes=0, donate: tuple = ()):
+    import jax
+
+    return jax.jit(jax.vmap(fn, in_axes=in_axes), donate_argnums=donate)
+
+
+def _finish(run_dir: Path, meta: dict, lock: checkpoint.RunLock, status: str, **extra) -> None:
+    meta.update(status=status, **extra)
+    checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
+    lock.release()
+
+
+# --------------------------------------------------------------------------- train-teacher
+
+
+def train_teacher(cfg: config.TeacherConfig, *, out: str | None = None, force: bool = False,
+                  show_progress: bool = True, started: float | None = None) -> dict:
+    import jax
+    import numpy as np
+
+    from distillq import dqn, envs, runner
+
+    started = time.perf_counter() if started is None else started
+    env = envs.make(cfg.env)
+    run_dir, lock = checkpoint.new_run_dir("teacher", out, force)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    trainer = dqn.make_trainer(cfg, env)
+    meta = checkpoint.base_meta("teacher", cfg.env, trainer.net_spec, seeds, config.to_dict(cfg))
+    try:
+        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
+        checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
+        state = jax.jit(jax.vmap(trainer.init))(_stack_keys(seeds))
+        chunk = _jit_vmap(trainer.chunk, in_axes=(0, None), donate=(0,))
+
+        def stop(m: dict) -> bool:
+            return cfg.stop_return > 0 and bool(np.all(m["best_return"] >= cfg.stop_return))
+
+        def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
+            checkpoint.append_metrics(run_dir, runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
+
+        with runner.catch_signals() as flag:
+            res = runner.run_chunks(
+                chunk=chunk, state=state, args=(), t0=0,
+                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
+                num_envs=cfg.num_envs, seeds=seeds, desc="teacher", stop=stop,
+                on_chunk=on_chunk, flag=flag, show_progress=show_progress)
+        state = res["state"]
+        params = state.best_params if cfg.eval_episodes > 0 else state.params
+        t_eval = time.perf_counter()
+        final = jax.device_get(_jit_vmap(trainer.final_eval)(params, _eval_keys(seeds)))
+        eval_s = time.perf_counter() - t_eval
+        checkpoint.save_params(run_dir, params)
+        t = res["t"]
+        per_seed = _per_seed(seeds, final["returns"])
+        from distillq.evaluate import summary
+
+        evaluation = {"overall": summary(final["returns"]), "per_seed": per_seed}
+        iters = min(t, cfg.total_iterations)
+        stats = {
+            "env_steps_per_seed": int(t * cfg.num_envs),
+            "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
+            "stopped_early": res["stopped_early"],
+            "compile_s": round(res["compile_s"], 3),
+            "train_s": round(res["train_s"], 3),
+            "eval_s": round(eval_s, 3),
+            "wall_s": round(time.perf_counter() - started, 3),
+        }
+        del iters
+        _finish(run_dir, meta, lock, "complete", evaluation=evaluation, train=stats,
+                params_per_seed=_param_count(trainer.net_spec))
+    except BaseException as e:
+        _finish(run_dir, meta, lock, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    _print_eval_table("teacher " + str(run_dir), per_seed)
+    return {"run_dir": str(run_dir), "kind": "teacher", "env": cfg.env, "seeds": seeds,
+            "params": _param_count(trainer.net_spec), "evaluation": evaluation, **stats}
+
+
+def _param_count(spec: dict) -> int:
+    from distillq.networks import param_count
+
+    return param_count(spec)
+
+
+# --------------------------------------------------------------------------- distill
+
+
+def distill(cfg: config.DistillConfig, teacher_dir: str, *, seeds: int | None = None,
+            out: str | None = None, force: bool = False, show_progress: bool = True,
+            started: float | None = None) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from distillq import distill as D
+    from distillq import envs, runner
+    from distillq.evaluate import summary
+
+    started = time.perf_counter() if started is None else started
+    teacher = checkpoint.load_run(teacher_dir, kind="teacher")
+    t_meta = teacher.meta
+    env = envs.make(t_meta["env"])
+    n_teachers = len(t_meta["seeds"])
+    n = n_teachers if seeds is None else seeds
+    student_seeds = list(range(cfg.seed, cfg.seed + n))
+    t_index = [i % n_teachers for i in range(n)]  # student i learns from teacher seed i
+    teacher_params = jax.tree.map(lambda x: jnp.asarray(x)[np.array(t_index)], teacher.params)
+    distiller = D.make_distiller(cfg, env, t_meta["network"])
+    teacher_return = np.array([t_meta["evaluation"]["per_seed"][i]["mean"] for i in t_index])
+
+    run_dir, lock = checkpoint.new_run_dir("student", out, force)
+    meta = checkpoint.base_meta("student", t_meta["env"], distiller.net_spec, student_seeds,
+                                config.to_dict(cfg))
+    t_path = Path(teacher_dir).resolve()
+    meta["teacher"] = {"run_dir": str(t_path), "relative_run_dir": _relpath(t_path, run_dir),
+                       "seeds": [t_meta["seeds"][i] for i in t_index], "seed_index": t_index,
+                       "network": t_meta["network"]}
+    try:
+        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
+        checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
+        state = jax.jit(jax.vmap(distiller.init))(_stack_keys(student_seeds), teacher_params)
+        chunk = _jit_vmap(distiller.chunk, in_axes=(0, 0, None), donate=(0,))
+        target = cfg.stop_retention * teacher_return
+
+        def stop(m: dict) -> bool:
+            return cfg.stop_retention > 0 and bool(np.all(m["best_return"] >= target))
+
+        def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
+            checkpoint.append_metrics(run_dir, runner.seed_rows(c, t, cfg.num_envs,
+                                                                student_seeds, m, sps))
+
+        with runner.catch_signals() as flag:
+            res = runner.run_chunks(
+                chunk=chunk, state=state, args=(teacher_params,), t0=0,
+                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
+                num_envs=cfg.num_envs, seeds=student_seeds, desc="distill", stop=stop,
+                on_chunk=on_chunk, flag=flag, show_progress=show_progress)
+        state = res["state"]
+        params = state.best_params if cfg.eval_episodes > 0 else state.params
+        t_eval = time.perf_counter()
+        final = jax.device_get(_jit_vmap(distiller.final_eval)(params, teacher_params,
+                                                               _eval_keys(student_seeds)))
+        eval_s = time.perf_counter() - t_eval
+        checkpoint.save_params(run_dir, params)
+        evaluation = _student_eval(student_seeds, final, meta["teacher"]["seeds"])
+        t = res["t"]
+        stats = {
+            "env_steps_per_seed": int(t * cfg.num_envs),
+            "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
+            "stopped_early": res["stopped_early"],
+            "compile_s": round(res["compile_s"], 3),
+            "train_s": round(res["train_s"], 3),
+            "eval_s": round(eval_s, 3),
+            "wall_s": round(time.perf_counter() - started, 3),
+        }
+        _finish(run_dir, meta, lock, "complete", evaluation=evaluation, train=stats,
+                params_per_seed=_param_count(distiller.net_spec))
+    except BaseException as e:
+        _finish(run_dir, meta, lock, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    _print_eval_table("student " + str(run_dir), evaluation["per_seed"])
+    del summary
+    return {"run_dir": str(run_dir), "kind": "student", "env": t_meta["env"],
+            "seeds": student_seeds, "teacher": str(t_path), "loss": cfg.loss, "temp": cfg.temp,
+            "params": _param_count(distiller.net_spec),
+            "teacher_params": _param_count(t_meta["network"]),
+            "evaluation": evaluation, **stats}
+
+
+def _relpath(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target, Path(start).resolve())
+
+
+def _student_eval(seeds: list[int], final: dict, teacher_seeds: list[int]) -> dict:
+    import numpy as np
+
+    from distillq.evaluate import summary
+
+    s_ret, t_ret = np.asarray(final["returns"]), np.asarray(final["teacher_returns"])
+    agree, length = np.asarray(final["agree"]), np.asarray(final["lengths"])
+    per_seed = []
+    for i, s in enumerate(seeds):
+        tm = float(t_ret[i].mean())
+        per_seed.append({
+            "seed": s, "teacher_seed": teacher_seeds[i], **summary(s_ret[i]),
+            "teacher_mean": tm,
+            "retention": float(s_ret[i].mean() / tm) if tm != 0 else None,
+            "fidelity": float(agree[i].sum() / max(length[i].sum(), 1)),
+        })
+    tm_all = float(t_ret.mean())
+    overall = {**summary(s_ret), "teacher_mean": tm_all,
+               "retention": float(s_ret.mean() / tm_all) if tm_all != 0 else None,
+               "retention_min": min((p["retention"] for p in per_seed
+                                     if p["retention"] is not None), default=None),
+               "fidelity": float(agree.sum() / max(length.sum(), 1))}
+    return {"overall": overall, "per_seed": per_seed}
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate_runs(paths: list[str], *, episodes: int = 100) -> dict:
+    """Evaluate teacher and/or student runs with greedy episodes, vmapped over seeds."""
+    runs = [checkpoint.load_run(p) for p in paths]  # fail fast on any bad path
+    results = [_evaluate_one(r, episodes) for r in runs]
+    return {"kind": "evaluation", "episodes": episodes, "results": results}
+
+
+def _forward_throughput(net, params_one, obs_dim: int, batch: int = 4096, reps: int = 20):
+    """Observations per second through the network (jitted forward pass, one seed's params)."""
+    import jax
+    import jax.numpy as jnp
+
+    fwd = jax.jit(net.apply)
+    x = jnp.zeros((batch, obs_dim), jnp.float32)
+    fwd(params_one, x).block_until_ready()
+    t = time.perf_counter()
+    for _ in range(reps):
+        y = fwd(params_one, x)
+    y.block_until_ready()
+    return batch * reps / (time.perf_counter() - t)
+
+
+def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from distillq import envs, evaluate, networks
+    from distillq.evaluate import summary
+
+    meta = run.meta
+    env = envs.make(meta["env"])
+    net = networks.build(meta["network"])
+    seeds = list(meta["seeds"])
+    params = jax.tree.map(jnp.asarray, run.params)
+    keys = _eval_keys(seeds)
+    teacher = None
+    if meta["kind"] == "student":
+        t_path = _find_teacher(meta, run.path)
+        if t_path is None:
+            console.print(f"[yellow]warning: teacher of {run.path} not found; reporting the "
+                          "student alone[/yellow]")
+        else:
+            teacher = checkpoint.load_run(t_path, kind="teacher")
+    if teacher is not None:
+        t_net = networks.build(teacher.meta["network"])
+        idx = np.array(meta["teacher"]["seed_index"])
+        t_params = jax.tree.map(lambda x: jnp.asarray(x)[idx], teacher.params)
+        s_roll = evaluate.make_rollout(env, net.apply, episodes, other_apply=t_net.apply)
+        t_roll = evaluate.make_rollout(env, t_net.apply, episodes)
+
+        def both(p, tp, k):
+            s = s_roll(p, k, tp)
+            return {**s, "teacher_returns": t_roll(tp, k)["returns"]}
+
+        fn = jax.jit(jax.vmap(both))
+        args = (params, t_params, keys)
+    else:
+        fn = jax.jit(jax.vmap(evaluate.make_rollout(env, net.apply, episodes)))
+        args = (params, keys)
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = jax.device_get(jax.block_until_ready(compiled(*args)))
+    run_s = time.perf_counter() - t0
+    steps = float(np.asarray(out["lengths"]).sum())
+    one = jax.tree.map(lambda x: x[0], params)
+    result: dict[str, Any] = {
+        "run_dir": str(run.path), "kind": meta["kind"], "env": meta["env"], "seeds": seeds,
+        "params": networks.param_count(meta["network"]),
+        "network": meta["network"],
+    }
+    if teacher is not None:
+        ev = _student_eval(seeds, out, meta["teacher"]["seeds"])
+        result["teacher"] = str(teacher.path)
+        result["teacher_params"] = networks.param_count(teacher.meta["network"])
+        result["size_ratio"] = result["params"] / result["teacher_params"]
+    else:
+        ev = {"overall": summary(out["returns"]), "per_seed": _per_seed(seeds, out["returns"])}
+    result["evaluation"] = ev
+    result["speed"] = {
+        "eval_env_steps_per_s": round(steps / max(run_s, 1e-9), 1),
+        "eval_compile_s": round(compile_s, 3),
+        "eval_s": round(run_s, 3),
+        "forward_obs_per_s": round(_forward_throughput(net, one, meta["network"]["obs_dim"]), 1),
+    }
+    _print_eval_table(f"{meta['kind']} {run.path}", ev["per_seed"])
+    return result
+
+
+def _find_teacher(meta: dict, student_dir: Path) -> Path | None:
+    t = meta.get("teacher", {})
+    for cand in (t.get("relative_run_dir"), t.get("run_dir")):
+        if not cand:
+            continue
+        p = Path(cand)
+        if not p.is_absolute():
+            p = (Path(student_dir) / p).resolve()
+        if (p / checkpoint.META).exists():
+            return p
+    return None
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _print_eval_table(title: str, per_seed: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_style="bold", show_lines=False)
+    cols = ["seed", "mean", "std", "min", "max"]
+    extra = [c for c in ("teacher_mean", "retention", "fidelity") if per_seed and c in per_seed[0]]
+    for c in cols + extra:
+        table.add_column(c, justify="right")
+    for row in per_seed:
+        cells = [str(row["seed"])] + [f"{row[c]:.1f}" for c in cols[1:]]
+        for c in extra:
+            v = row[c]
+            cells.append("-" if v is None else (f"{v:.1f}" if c == "teacher_mean"
+                                                else f"{100 * v:.1f}%"))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def read_upstream(stdin_text: str) -> dict:
+    """Parse the JSON a previous distillq command printed on stdout."""
+    import json
+
+    text = stdin_text.strip()
+    if not text:
+        raise RunDirError("no run given: pass a run dir, or pipe the JSON output of "
+                          "train-teacher / distill into this command")
+    obj = None
+    for raw in reversed(text.splitlines()):  # the last JSON object wins
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+            break
+        except json.JSONDecodeError:
+            continue
+    if not isinstance(obj, dict) or not isinstance(obj.get("run_dir"), str):
+        raise RunDirError("stdin is not the JSON output of a distillq command (expected an "
+                          "object with a run_dir)")
+    return obj

@@ -1,0 +1,348 @@
+"""Frozen, validated run configs, loaded from TOML files in `configs/` and CLI overrides.
+
+Every field carries its documentation and its bounds in `field(metadata=...)`; the same
+metadata drives validation, the README's config reference and `--set key=value` parsing.
+Derived values are properties and are never written back into a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distillq.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _f(default: Any, doc: str, **bounds: Any) -> Any:
+    """A config field: default, one-line doc, and bounds (min=, gt=, max=, choices=)."""
+    return field(default=default, metadata={"doc": doc, **bounds})
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """DQN teacher on a gymnax environment."""
+
+    env: str = _f("CartPole-v1", "gymnax environment id")
+    seed: int = _f(0, "first seed; seeds are seed, seed+1, ... (a vmap axis)", min=0)
+    seeds: int = _f(4, "number of independent seeds trained in one vmapped call", min=1)
+    hidden: tuple[int, ...] = _f((128, 64), "teacher MLP hidden layer sizes", min=1)
+    activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
+    num_envs: int = _f(16, "parallel environments per seed", min=1)
+    total_steps: int = _f(200_000, "maximum environment steps per seed", min=1)
+    learning_starts: int = _f(1_024, "environment steps per seed before the first update", min=0)
+    buffer_size: int = _f(20_000, "replay capacity in transitions per seed", min=1)
+    batch_size: int = _f(128, "minibatch size of one gradient update", min=1)
+    updates_per_step: int = _f(1, "gradient updates per vectorised environment step", min=1)
+    lr: float = _f(3e-3, "Adam learning rate at the start", gt=0.0)
+    lr_end: float = _f(5e-4, "learning rate reached linearly at total_steps", gt=0.0)
+    gamma: float = _f(0.99, "discount factor", min=0.0, max=1.0)
+    n_step: int = _f(3, "n-step returns (1 = plain one-step TD)", min=1)
+    double_dqn: bool = _f(True, "Double DQN target (online argmax, target evaluation)")
+    target_update: int = _f(100, "gradient updates between target-network updates", min=1)
+    tau: float = _f(1.0, "target update rate: 1.0 = hard copy, <1 = Polyak", gt=0.0, max=1.0)
+    huber_delta: float = _f(1.0, "Huber loss threshold on the TD error", gt=0.0)
+    grad_clip: float = _f(10.0, "global gradient-norm clip", gt=0.0)
+    eps_start: float = _f(1.0, "epsilon-greedy: initial epsilon", min=0.0, max=1.0)
+    eps_end: float = _f(0.05, "epsilon-greedy: final epsilon", min=0.0, max=1.0)
+    eps_fraction: float = _f(0.25, "fraction of total_steps over which epsilon decays",
+                             gt=0.0, max=1.0)
+    chunk_steps: int = _f(256, "vectorised env steps per jitted chunk (host sync period)", min=1)
+    eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
+                            "evaluated params are kept (0 = keep the last params)", min=0)
+    stop_return: float = _f(500.0, "stop early once every seed's in-training evaluation "
+                            "reaches this mean return (0 = never stop early)", min=0.0)
+    final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
+    checkpoint_every: int = _f(0, "chunks between full-state checkpoints (0 = only at the end "
+                               "or on interrupt)", min=0)
+
+    @property
+    def total_iterations(self) -> int:
+        """Vectorised environment steps per seed (each is num_envs env steps)."""
+        return max(1, math.ceil(self.total_steps / self.num_envs))
+
+    @property
+    def warmup_iterations(self) -> int:
+        return math.ceil(self.learning_starts / self.num_envs)
+
+    @property
+    def buffer_rows(self) -> int:
+        """Replay capacity in vectorised steps (rows of num_envs transitions)."""
+        return max(1, math.ceil(self.buffer_size / self.num_envs))
+
+    @property
+    def total_updates(self) -> int:
+        return max(1, (self.total_iterations - self.warmup_iterations) * self.updates_per_step)
+
+    def check(self) -> None:
+        _check_fields(self)
+        if self.n_step >= self.buffer_rows:
+            raise ConfigError(f"n_step ({self.n_step}) must be smaller than buffer_size/num_envs "
+                              f"({self.buffer_rows})")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size ({self.batch_size}) is larger than buffer_size "
+                              f"({self.buffer_size})")
+        if self.warmup_iterations < self.n_step:
+            raise ConfigError(f"learning_starts ({self.learning_starts}) must cover at least "
+                              f"n_step ({self.n_step}) vectorised steps of num_envs "
+                              f"({self.num_envs})")
+        if self.warmup_iterations >= self.total_iterations:
+            raise ConfigError(f"learning_starts ({self.learning_starts}) must be below total_steps "
+                              f"({self.total_steps})")
+
+
+LOSSES = ("mse", "kl", "ce")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Student distilled from a teacher run."""
+
+    seed: int = _f(0, "first seed of the students (student i learns from teacher seed i)", min=0)
+    hidden: tuple[int, ...] = _f((64, 32), "student MLP hidden layer sizes", min=1)
+    activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
+    loss: str = _f("kl", "distillation loss", choices=LOSSES)
+    temp: float = _f(1.0, "temperature of the kl loss (see README: conventions)", gt=0.0)
+    num_envs: int = _f(16, "parallel environments per seed collecting states", min=1)
+    total_steps: int = _f(40_000, "maximum environment steps per seed", min=1)
+    learning_starts: int = _f(1_024, "environment steps per seed before the first update", min=0)
+    buffer_size: int = _f(20_000, "state buffer capacity per seed", min=1)
+    batch_size: int = _f(128, "minibatch size", min=1)
+    updates_per_step: int = _f(4, "gradient updates per vectorised environment step", min=1)
+    lr: float = _f(1e-3, "Adam learning rate at the start", gt=0.0)
+    lr_end: float = _f(1e-5, "learning rate reached linearly at total_steps", gt=0.0)
+    grad_clip: float = _f(10.0, "global gradient-norm clip", gt=0.0)
+    teacher_eps: float = _f(0.05, "epsilon of the teacher's epsilon-greedy data collection",
+                            min=0.0, max=1.0)
+    chunk_steps: int = _f(256, "vectorised env steps per jitted chunk (host sync period)", min=1)
+    eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
+                            "evaluated params are kept (0 = keep the last params)", min=0)
+    stop_retention: float = _f(0.0, "stop early once every student's in-training evaluation "
+                               "reaches this fraction of its teacher's return (0 = never)",
+                               min=0.0)
+    final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
+    checkpoint_every: int = _f(0, "chunks between full-state checkpoints (0 = only at the end "
+                               "or on interrupt)", min=0)
+
+    @property
+    def total_iterations(self) -> int:
+        return max(1, math.ceil(self.total_steps / self.num_envs))
+
+    @property
+    def warmup_iterations(self) -> int:
+        return math.ceil(self.learning_starts / self.num_envs)
+
+    @property
+    def buffer_rows(self) -> int:
+        return max(1, math.ceil(self.buffer_size / self.num_envs))
+
+    @property
+    def total_updates(self) -> int:
+        return max(1, (self.total_iterations - self.warmup_iterations) * self.updates_per_step)
+
+    def check(self) -> None:
+        _check_fields(self)
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size ({self.batch_size}) is larger than buffer_size "
+                              f"({self.buffer_size})")
+        if self.warmup_iterations < 1:
+            raise ConfigError("learning_starts must be at least 1")
+        if self.warmup_iterations >= self.total_iterations:
+            raise ConfigError(f"learning_starts ({self.learning_starts}) must be below total_steps "
+                              f"({self.total_steps})")
+
+
+CONFIGS: dict[str, type] = {"teacher": TeacherConfig, "distill": DistillConfig}
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_fields(cfg: Any) -> None:
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        _check_value(f.name, value, hints[f.name], f.metadata)
+
+
+def _check_value(name: str, value: Any, hint: Any, meta: Any) -> None:
+    items = value if isinstance(value, tuple) else (value,)
+    if isinstance(value, tuple) and not value and hint != tuple[int, ...]:
+        raise ConfigError(f"{name}: must not be empty")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{name}: must be a finite number, got {v}")
+        if "min" in meta and v < meta["min"]:
+            raise ConfigError(f"{name}: must be >= {meta['min']}, got {v}")
+        if "gt" in meta and v <= meta["gt"]:
+            raise ConfigError(f"{name}: must be > {meta['gt']}, got {v}")
+        if "max" in meta and v > meta["max"]:
+            raise ConfigError(f"{name}: must be <= {meta['max']}, got {v}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{name}: must be one of {', '.join(meta['choices'])}; got {value!r}")
+
+
+def coerce(name: str, value: Any, hint: Any) -> Any:
+    """Turn a TOML value or a CLI string into the field's type, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            if isinstance(value, str):
+                f = float(value.replace("_", ""))
+                if not f.is_integer():
+                    raise ValueError
+                return int(f)
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if origin is tuple:
+            (inner, *_rest) = typing.get_args(hint)
+            if isinstance(value, str):
+                parts = [p for p in value.replace(" ", "").split(",")] if value.strip() else []
+            elif isinstance(value, (list, tuple)):
+                parts = list(value)
+            else:
+                parts = [value]
+            try:
+                return tuple(coerce(name, p, inner) for p in parts)
+            except ConfigError:
+                raise ValueError from None
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            if value is None or (isinstance(value, str) and value.lower() == "none"):
+                return None
+            return coerce(name, value, args[0])
+    except (ValueError, TypeError, OverflowError):
+        pass
+    else:
+        raise ConfigError(f"{name}: unsupported type {hint}")
+    tname = getattr(hint, "__name__", str(hint))
+    if origin is tuple:
+        tname = "comma-separated integers"
+    raise ConfigError(f"{name}: expected {tname}, got {value!r}")
+
+
+def build(cls: type, values: dict[str, Any], *, source: str = "") -> Any:
+    """Construct and validate `cls` from a mapping of field -> raw value."""
+    hints = _hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    where = f" in {source}" if source else ""
+    for key in values:
+        if key not in known:
+            close = [k for k in known if k.startswith(key[:3])]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{where}{hint}")
+    cfg = cls(**{k: coerce(k, v, hints[k]) for k, v in values.items()})
+    cfg.check()
+    return cfg
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {type(e).__name__}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"malformed config file {path}: {e}") from None
+    flat: dict[str, Any] = {}
+    for k, v in data.items():  # tables are only a visual grouping: [dqn] lr = ... == lr = ...
+        if isinstance(v, dict):
+            flat.update(v)
+        else:
+            flat[k] = v
+    return flat
+
+
+def default_path(kind: str) -> Path | None:
+    p = CONFIG_DIR / f"{kind}.toml"
+    return p if p.is_file() else None
+
+
+def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Any:
+    """Config of `kind` from `path` (default: configs/<kind>.toml), then `overrides` on top."""
+    cls = CONFIGS[kind]
+    values: dict[str, Any] = {}
+    src = Path(path) if path is not None else default_path(kind)
+    if src is not None:
+        values.update(read_toml(src))
+        build(cls, values, source=str(src))  # report file errors against the file
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build(cls, values, source=str(src) if src else "")
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """`--set key=value` pairs."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def from_dict(kind: str, d: dict[str, Any]) -> Any:
+    return build(CONFIGS[kind], d)
+
+
+def to_toml(cfg: Any) -> str:
+    """Render a config as documented TOML (used for configs/*.toml and the README)."""
+    lines = [f"# {type(cfg).__doc__}", ""]
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        lines.append(f"# {f.metadata['doc']}")
+        lines.append(f"{f.name} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, int):
+        return f"{v:_}" if abs(v) >= 10_000 else str(v)
+    return repr(v)

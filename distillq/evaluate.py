@@ -1,0 +1,58 @@
+"""Greedy evaluation: whole episodes in parallel, one lax.scan over the env's step limit.
+
+`make_rollout(env, net)` returns a pure function `rollout(params, key, other_params)` that
+plays `num_episodes` greedy episodes (first episode of each env only) and, at every visited
+state, also asks a second network (e.g. the teacher) which action it would pick. vmap it over
+seeds; the same key gives the same initial states for any network (fair teacher comparison).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from distillq import envs
+
+
+def make_rollout(env: envs.Env, apply_fn: Callable, num_episodes: int,
+                 other_apply: Callable | None = None) -> Callable:
+    def rollout(params: Any, key: jax.Array, other_params: Any = None) -> dict:
+        k_reset, k_steps = jax.random.split(key)
+        obs, state = envs.reset(env, jax.random.split(k_reset, num_episodes))
+        zeros = jnp.zeros((num_episodes,), jnp.float32)
+
+        def body(carry, i):
+            obs, state, alive, ret, length, agree = carry
+            action = jnp.argmax(apply_fn(params, obs), axis=-1)
+            if other_apply is not None:
+                same = jnp.argmax(other_apply(other_params, obs), axis=-1) == action
+                agree = agree + alive * same
+            keys = jax.random.split(jax.random.fold_in(k_steps, i), num_episodes)
+            st = envs.step(env, keys, state, action)
+            ret = ret + alive * st.reward
+            length = length + alive
+            alive = alive * (1.0 - st.done.astype(jnp.float32))
+            return (st.obs, st.state, alive, ret, length, agree), None
+
+        init = (obs, state, jnp.ones_like(zeros), zeros, zeros, zeros)
+        (_, _, _, ret, length, agree), _ = jax.lax.scan(body, init, jnp.arange(env.max_steps))
+        return {"returns": ret, "lengths": length, "agree": agree}
+
+    return rollout
+
+
+def eval_key(seed: int) -> jax.Array:
+    """The evaluation key of a seed: shared by train-teacher, distill and evaluate."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
+
+
+def summary(returns) -> dict:
+    """Mean/std/min/max of an array of episode returns (host side)."""
+    import numpy as np
+
+    r = np.asarray(returns, dtype=np.float64)
+    return {"mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()),
+            "max": float(r.max()), "episodes": int(r.size)}

@@ -1,0 +1,160 @@
+"""Host side: runs jitted chunks, shows progress, writes metrics and checkpoints, handles signals.
+
+The host never reaches into a chunk; it only sees the state and the per-chunk metrics the
+chunk returns (one value per seed), between large jitted calls.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; the loop finishes the running chunk, then stops cleanly."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+@contextmanager
+def catch_signals():
+    flag = StopFlag()
+
+    def handler(signum, _frame):
+        if flag.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: give up waiting
+        flag.signum = signum
+        console.print(f"[yellow]{signal.Signals(signum).name}: finishing the current chunk, "
+                      "then writing a checkpoint...[/yellow]")
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, handler)
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _fmt_returns(values) -> str:
+    vals = [float(v) for v in values if not math.isnan(float(v))]
+    if not vals:
+        return "-"
+    if len(vals) <= 8:
+        return " ".join(f"{v:.0f}" for v in vals)
+    return f"min {min(vals):.0f} mean {sum(vals) / len(vals):.0f} max {max(vals):.0f}"
+
+
+def run_chunks(
+    *,
+    chunk: Callable,              # jitted: (state, *args, t0) -> (state, metrics[seed])
+    state: Any,
+    args: tuple,
+    t0: int,
+    total_iterations: int,
+    chunk_steps: int,
+    num_envs: int,
+    seeds: list[int],
+    desc: str,
+    stop: Callable[[dict], bool] | None = None,
+    on_chunk: Callable[[int, int, dict, float], None] | None = None,
+    checkpoint: Callable[[Any, int], None] | None = None,
+    checkpoint_every: int = 0,
+    flag: StopFlag | None = None,
+    show_progress: bool = True,
+) -> dict:
+    """Run chunks from iteration t0 until total_iterations (rounded up to whole chunks).
+
+    Returns {"state", "t", "compile_s", "train_s", "stopped_early", "interrupted", "metrics"}.
+    `metrics` holds the last chunk's host metrics. Raises DivergedError on NaN/Inf.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from distillq.errors import DivergedError
+
+    n_chunks = max(0, math.ceil((total_iterations - t0) / chunk_steps))
+    t = t0
+    t_compile = time.perf_counter()
+    compiled = chunk.lower(state, *args, jnp.int32(t)).compile() if n_chunks else None
+    compile_s = time.perf_counter() - t_compile
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        TextColumn("{task.completed:,.0f}/{task.total:,.0f} env steps/seed"),
+                        TextColumn("{task.fields[sps]}"), TextColumn("{task.fields[ret]}"),
+                        TimeElapsedColumn(), console=console, transient=False,
+                        disable=not show_progress)
+    last: dict = {}
+    stopped_early = interrupted = False
+    t_train = time.perf_counter()
+    with progress:
+        task = progress.add_task(desc, total=total_iterations * num_envs,
+                                 completed=t0 * num_envs, sps="", ret="")
+        for c in range(n_chunks):
+            t_chunk = time.perf_counter()
+            state, metrics = compiled(state, *args, jnp.int32(t))
+            metrics = jax.device_get(metrics)
+            dt = time.perf_counter() - t_chunk
+            t += chunk_steps
+            last = {k: np.asarray(v) for k, v in metrics.items()}
+            sps = chunk_steps * num_envs * len(seeds) / max(dt, 1e-9)
+            if on_chunk is not None:
+                on_chunk(c, t, last, sps)
+            shown = last.get("eval_return", last.get("train_return"))
+            progress.update(task, completed=min(t, total_iterations) * num_envs,
+                            sps=f"{sps:,.0f} steps/s", ret=f"return {_fmt_returns(shown)}")
+            if "finite" in last and not bool(np.all(last["finite"])):
+                bad = [s for s, ok in zip(seeds, last["finite"], strict=False) if not ok]
+                raise DivergedError(f"loss or params became NaN/Inf at env step "
+                                    f"{t * num_envs:,} (seeds {bad}); the last checkpoint "
+                                    "is kept")
+            if stop is not None and stop(last):
+                stopped_early = True
+                break
+            if flag:
+                interrupted = True
+                break
+            if checkpoint is not None and checkpoint_every and (c + 1) % checkpoint_every == 0:
+                checkpoint(state, t)
+    train_s = time.perf_counter() - t_train
+    return {"state": state, "t": t, "compile_s": compile_s, "train_s": train_s,
+            "stopped_early": stopped_early, "interrupted": interrupted, "metrics": last}
+
+
+def seed_rows(c: int, t: int, num_envs: int, seeds: list[int], metrics: dict,
+              sps: float) -> list[dict]:
+    """metrics.jsonl rows: one per seed for chunk c."""
+    rows = []
+    for i, s in enumerate(seeds):
+        row = {"chunk": c, "seed": s, "env_steps": t * num_envs}
+        for k, v in metrics.items():
+            if k == "finite":
+                continue
+            x = float(v[i])
+            row[k] = x if math.isfinite(x) else None
+        row["steps_per_s"] = round(sps, 1)
+        rows.append(row)
+    return rows
+
+
+def emit(obj: dict) -> None:
+    """The one JSON object a command prints on stdout."""
+    import json
+
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny configs and one tiny teacher run reused across tests."""
+
+from __future__ import annotations
+
+import os
+
+# Tests share one compilation cache in a temp dir (hermetic, still faster on re-compiles).
+os.environ.setdefault("DISTILLQ_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                         f"distillq-test-cache-{os.getuid()}"))
+
+from distillq import _setup  # noqa: E402
+
+_setup.configure()
+
+import pytest  # noqa: E402
+
+from distillq import config  # noqa: E402
+
+TINY_TEACHER = dict(num_envs=4, total_steps=1024, learning_starts=64, buffer_size=512,
+                    batch_size=32, chunk_steps=64, eval_episodes=2, final_episodes=4,
+                    hidden=(32, 16), n_step=3, target_update=20)
+TINY_DISTILL = dict(num_envs=4, total_steps=512, learning_starts=32, buffer_size=256,
+                    batch_size=32, chunk_steps=32, eval_episodes=2, final_episodes=4,
+                    hidden=(16,))
+
+
+def tiny_teacher(**kw) -> config.TeacherConfig:
+    return config.build(config.TeacherConfig, {**TINY_TEACHER, "seeds": 2, **kw})
+
+
+def tiny_distill(**kw) -> config.DistillConfig:
+    return config.build(config.DistillConfig, {**TINY_DISTILL, **kw})
+
+
+@pytest.fixture(scope="session")
+def cartpole():
+    from distillq import envs
+
+    return envs.make("CartPole-v1")
+
+
+@pytest.fixture(scope="session")
+def teacher_run(tmp_path_factory):
+    """A complete (tiny, unsolved) teacher run dir with 2 seeds."""
+    from distillq import commands
+
+    out = tmp_path_factory.mktemp("runs") / "teacher"
+    summary = commands.train_teacher(tiny_teacher(), out=str(out), show_progress=False)
+    return out, summary

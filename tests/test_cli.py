@@ -1,0 +1,149 @@
+"""The CLI end to end through real subprocesses and pipes, on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY_DISTILL, TINY_TEACHER
+
+from distillq import config
+
+pytestmark = pytest.mark.slow
+EXE = [sys.executable, "-m", "distillq"]
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("DISTILLQ_DEBUG", None)
+    return env
+
+
+def run(args, *, stdin: str | None = None, cwd=None, check_rc: int | None = 0):
+    p = subprocess.run(EXE + args, input=stdin if stdin is not None else "", capture_output=True,
+                       text=True, cwd=cwd, env=_env(), timeout=600)
+    if check_rc is not None:
+        assert p.returncode == check_rc, f"rc={p.returncode}\nstderr:\n{p.stderr[-3000:]}"
+    return p
+
+
+@pytest.fixture(scope="module")
+def cfgs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cfg")
+    t = d / "teacher.toml"
+    t.write_text(config.to_toml(config.build(config.TeacherConfig, {**TINY_TEACHER, "seeds": 2})))
+    s = d / "distill.toml"
+    s.write_text(config.to_toml(config.build(config.DistillConfig, TINY_DISTILL)))
+    return t, s
+
+
+@pytest.fixture(scope="module")
+def trained(cfgs, tmp_path_factory):
+    """train-teacher then distill, by path, each a subprocess."""
+    d = tmp_path_factory.mktemp("cli")
+    t = run(["train-teacher", "-c", str(cfgs[0]), "--out", str(d / "t"), "-q"])
+    tj = json.loads(t.stdout)
+    s = run(["distill", "-c", str(cfgs[1]), "--teacher", str(d / "t"), "--loss", "ce",
+             "--out", str(d / "s"), "-q"])
+    sj = json.loads(s.stdout)
+    return d, tj, sj
+
+
+def test_stdout_is_exactly_one_json_object(trained):
+    _, tj, sj = trained
+    assert tj["kind"] == "teacher" and tj["seeds"] == [0, 1] and tj["params"] > 0
+    assert len(tj["evaluation"]["per_seed"]) == 2
+    assert sj["kind"] == "student" and sj["loss"] == "ce"
+    assert 0 <= sj["evaluation"]["overall"]["fidelity"] <= 1
+    for k in ("wall_s", "compile_s", "train_s", "run_dir", "env"):
+        assert k in tj and k in sj
+
+
+def test_evaluate_paths_reproduces_training_evaluation(trained):
+    d, tj, sj = trained
+    e = run(["evaluate", str(d / "s"), str(d / "t"), "--episodes", "4"])
+    ej = json.loads(e.stdout)
+    assert [r["kind"] for r in ej["results"]] == ["student", "teacher"]
+    stu, tea = ej["results"]
+    # same episode keys -> the same numbers as train-teacher's / distill's final evaluation
+    assert tea["evaluation"]["overall"]["mean"] == tj["evaluation"]["overall"]["mean"]
+    assert stu["evaluation"]["overall"]["mean"] == sj["evaluation"]["overall"]["mean"]
+    assert stu["evaluation"]["overall"]["teacher_mean"] == \
+        pytest.approx(sj["evaluation"]["overall"]["teacher_mean"])
+    assert stu["size_ratio"] == pytest.approx(stu["params"] / stu["teacher_params"])
+    assert stu["speed"]["eval_env_steps_per_s"] > 0 and stu["speed"]["forward_obs_per_s"] > 0
+
+
+def test_shell_pipeline_verbatim(cfgs, tmp_path):
+    """train-teacher | distill --loss kl --temp 2 | evaluate, through a real shell pipe."""
+    exe = " ".join(EXE)
+    cmd = (f"{exe} train-teacher -c {cfgs[0]} -q | {exe} distill -c {cfgs[1]} --loss kl "
+           f"--temp 2 -q | {exe} evaluate --episodes 3")
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                       cwd=tmp_path, env=_env(), timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    assert out["kind"] == "evaluation" and out["episodes"] == 3
+    (res,) = out["results"]
+    assert res["kind"] == "student" and res["evaluation"]["overall"]["episodes"] == 6
+    assert Path(tmp_path, "runs").is_dir() and len(list(Path(tmp_path, "runs").iterdir())) == 2
+
+
+def test_help_does_not_import_jax():
+    code = ("import sys\nfrom distillq import cli\ntry:\n    cli.main(['train-teacher','--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('jax','gymnax','flax','orbax') "
+            "if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    assert "HEAVY []" in p.stdout
+    assert "--seeds" in p.stdout
+
+
+def _bad(args, stdin="", cwd=None):
+    p = run(args, stdin=stdin, cwd=cwd, check_rc=None)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("distillq: error: "), p.stderr
+    assert "Traceback" not in p.stderr and p.stdout == ""
+    return lines[0]
+
+
+def test_bad_input_one_line_exit_2(trained, tmp_path, cfgs):
+    d, _, _ = trained
+    assert "run dir not found" in _bad(["evaluate", str(tmp_path / "missing")])
+    assert "a teacher run is expected" in _bad(["distill", "--teacher", str(d / "s")])
+    assert "not the JSON output" in _bad(["evaluate"], stdin="garbage\n")
+    assert "no run given" in _bad(["evaluate"], stdin="")
+    assert "seeds: must be >= 1" in _bad(["train-teacher", "--seeds", "0"])
+    assert "expected int" in _bad(["train-teacher", "--steps", "lots"])
+    assert "temp: must be > 0" in _bad(["distill", "--temp", "-1", "--teacher", str(d / "t")])
+    assert "episodes: must be >= 1" in _bad(["evaluate", "--episodes", "0", str(d / "t")])
+    assert "unknown env" in _bad(["train-teacher", "--env", "CartPole-v0", "-c", str(cfgs[0]),
+                                  "--out", str(tmp_path / "x")])
+    assert "already exists" in _bad(["train-teacher", "--out", str(d / "t")])
+    assert "No such option" in _bad(["train-teacher", "--bogus"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seeds = [\n")
+    assert "malformed config file" in _bad(["train-teacher", "-c", str(bad)])
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if not os.access(ro, os.W_OK):   # root may write anywhere
+        assert "cannot write" in _bad(["train-teacher", "--out", str(ro / "run")])
+    assert not (tmp_path / "x").exists()
+
+
+def test_damaged_checkpoint_via_cli_is_one_line(trained, tmp_path):
+    import shutil
+
+    d, _, _ = trained
+    c = tmp_path / "damaged"
+    shutil.copytree(d / "t", c)
+    for p in (c / "params").rglob("*"):
+        if p.is_file() and "/d/" in str(p):
+            p.write_bytes(b"")
+    assert "damaged checkpoint" in _bad(["evaluate", str(c)])

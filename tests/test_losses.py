@@ -1,0 +1,96 @@
+"""Losses against hand-computed values and known identities."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from distillq import losses
+
+
+def _softmax(x):
+    e = np.exp(np.asarray(x, np.float64) - np.max(x))
+    return e / e.sum()
+
+
+def test_mse_hand_computed():
+    s = jnp.array([[1.0, 2.0], [0.0, 0.0]])
+    t = jnp.array([[0.0, 4.0], [1.0, -1.0]])
+    # errors^2: 1, 4, 1, 1 -> mean 7/4
+    assert float(losses.mse(s, t)) == pytest.approx(1.75)
+
+
+def test_kl_hand_computed_with_temperature():
+    s = jnp.array([[0.0, 0.0]])
+    t = jnp.array([[2.0, 0.0]])
+    T = 2.0
+    p = _softmax([1.0, 0.0])          # teacher softened by T
+    q = _softmax([0.0, 0.0])
+    expected = T**2 * float(np.sum(p * np.log(p / q)))
+    assert float(losses.kl(s, t, T)) == pytest.approx(expected, rel=1e-5)
+    # by hand: p = (e/(e+1), 1/(e+1)); KL = sum p log(2p) = 0.110944; * 4
+    assert expected == pytest.approx(4 * 0.110944, rel=1e-4)
+
+
+def test_kl_zero_for_equal_and_shift_invariant():
+    q = jnp.array([[1.0, 3.0, -2.0], [0.5, 0.5, 0.1]])
+    assert float(losses.kl(q, q, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.kl(q + 7.0, q, 0.5)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ce_hand_computed_and_equals_kl_plus_entropy_limit():
+    s = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+    t = jnp.array([[0.0, 5.0], [3.0, 1.0]])   # teacher greedy actions 1, 0
+    expected = np.mean([-math.log(_softmax([1.0, 0.0])[1]), -math.log(0.5)])
+    assert float(losses.ce(s, t)) == pytest.approx(expected, rel=1e-5)
+    # with a one-hot teacher (T -> 0), KL at T=1 against a near one-hot target equals CE
+    sharp = t * 1000.0
+    assert float(losses.kl(s, sharp, 1.0)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_td_loss_is_huber_mean():
+    q = jnp.array([0.0, 0.0, 0.0])
+    y = jnp.array([0.5, 2.0, -3.0])
+    # huber(0.5)=0.125, huber(2)=1.5, huber(3)=2.5 with delta 1
+    assert float(losses.td_loss(q, y, 1.0)) == pytest.approx((0.125 + 1.5 + 2.5) / 3)
+
+
+G = 0.9
+
+
+def test_nstep_no_episode_end_bootstraps_gamma_n():
+    r = jnp.array([[1.0, 2.0, 3.0]])
+    z = jnp.zeros((1, 3), bool)
+    ret, disc, last = losses.nstep_targets(r, z, z, G)
+    assert float(ret[0]) == pytest.approx(1 + G * 2 + G * G * 3)
+    assert float(disc[0]) == pytest.approx(G**3)
+    assert int(last[0]) == 2
+
+
+def test_nstep_terminated_stops_and_does_not_bootstrap():
+    r = jnp.array([[1.0, 1.0, 5.0]])
+    term = jnp.array([[False, True, False]])
+    ret, disc, last = losses.nstep_targets(r, term, term, G)
+    assert float(ret[0]) == pytest.approx(1 + G)       # reward after the end is excluded
+    assert float(disc[0]) == 0.0                          # terminal: no bootstrap
+    assert int(last[0]) == 1
+
+
+def test_nstep_truncated_stops_but_bootstraps():
+    r = jnp.array([[1.0, 1.0, 5.0]])
+    term = jnp.zeros((1, 3), bool)
+    done = jnp.array([[False, True, False]])            # time limit: truncated, not terminated
+    ret, disc, last = losses.nstep_targets(r, term, done, G)
+    assert float(ret[0]) == pytest.approx(1 + G)
+    assert float(disc[0]) == pytest.approx(G**2)        # bootstrap from the final observation
+    assert int(last[0]) == 1
+
+
+def test_one_step_terminal_and_truncated():
+    r = jnp.array([[1.0], [1.0]])
+    term = jnp.array([[True], [False]])
+    done = jnp.array([[True], [True]])
+    ret, disc, _ = losses.nstep_targets(r, term, done, G)
+    np.testing.assert_allclose(np.asarray(ret), [1.0, 1.0])
+    np.testing.assert_allclose(np.asarray(disc), [0.0, G], rtol=1e-6)
