@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,8 +40,42 @@ CHECKPOINT_ERRORS = (ValueError, FileNotFoundError, KeyError, json.JSONDecodeErr
                      TypeError, AttributeError)
 
 
+def _is_closed_loop_noise(exc: BaseException | None) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def _install_noise_filter() -> None:
+    """Drop the benign 'RuntimeError: Event loop is closed' that tensorstore callbacks raise
+    from their own threads after a failed orbax restore (STACK.md §4). Everything else still
+    reaches the original hooks."""
+    import threading
+
+    if getattr(sys, "_distillq_noise_filter", False):
+        return
+    sys._distillq_noise_filter = True  # type: ignore[attr-defined]
+    old_except, old_unraisable, old_thread = sys.excepthook, sys.unraisablehook, \
+        threading.excepthook
+
+    def excepthook(tp, exc, tb):
+        if not _is_closed_loop_noise(exc):
+            old_except(tp, exc, tb)
+
+    def unraisablehook(u):
+        if not _is_closed_loop_noise(u.exc_value):
+            old_unraisable(u)
+
+    def thread_hook(args):
+        if not _is_closed_loop_noise(args.exc_value):
+            old_thread(args)
+
+    sys.excepthook, sys.unraisablehook, threading.excepthook = excepthook, unraisablehook, \
+        thread_hook
+
+
 def _quiet_orbax() -> None:
     import logging
+
+    _install_noise_filter()
 
     for name in ("absl", "orbax", "jax._src.distributed"):
         logging.getLogger(name).setLevel(logging.ERROR)

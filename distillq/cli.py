@@ -106,16 +106,30 @@ def train_teacher(
 
 @app.command("distill")
 def distill(
-    teacher: Annotated[str | None, typer.Option(
+    teacher: Annotated[list[str] | None, typer.Option(
         "--teacher", "-t", metavar="RUN",
-        help="teacher run dir (default: read from stdin)")] = None,
-    loss: Annotated[str | None, typer.Option(metavar="mse|kl|ce",
-                                                help="distillation loss")] = None,
-    temp: Annotated[str | None, typer.Option(metavar="T", help="kl temperature")] = None,
+        help="teacher run dir; repeat with --ensemble for several (default: read from "
+        "stdin)")] = None,
+    loss: Annotated[list[str] | None, typer.Option(
+        metavar="NAME[=W]",
+        help="loss term: mse, kl, ce, feature, rkd_distance, rkd_angle, with an optional "
+        "weight (W1,W2,... sweeps it); repeat to sum terms: --loss kl=1 --loss feature=0.5")
+    ] = None,
+    temp: Annotated[str | None, typer.Option(
+        metavar="T[,T...]", help="kl temperature; a list sweeps it: --temp 0.01,0.1,1")] = None,
+    kl_mode: Annotated[str | None, typer.Option(
+        metavar="hinton|rusu", help="kl convention: hinton (both / T, times T^2) or rusu "
+        "(teacher / tau only)")] = None,
+    collect: Annotated[str | None, typer.Option(
+        metavar="MODE", help="who acts: teacher, student, mixed, dataset")] = None,
+    ensemble: Annotated[bool | None, typer.Option(
+        "--ensemble/--no-ensemble",
+        help="each student learns from the ensemble of all teacher seeds and runs",
+        show_default=False)] = None,
     student: Annotated[str | None, typer.Option(
-        metavar="W,W", help="student hidden sizes, e.g. 64,32")] = None,
+        metavar="W,W", help="student hidden sizes, e.g. 64,32 or 16")] = None,
     seeds: Annotated[str | None, typer.Option(
-        metavar="N", help="number of students (default: one per teacher seed)")] = None,
+        metavar="N", help="students per sweep point (default: one per teacher seed)")] = None,
     seed: Annotated[str | None, typer.Option(metavar="N", help="first student seed")] = None,
     steps: Annotated[str | None, typer.Option(
         metavar="N", help="max env steps per seed (total_steps)")] = None,
@@ -126,11 +140,15 @@ def distill(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Distil a teacher run into a smaller student (default MLP 64-32)."""
+    """Distil teacher run(s) into a smaller student (default MLP 64-32); sweeps in one call."""
     from distillq import checkpoint, config
 
-    over = _overrides(config_path, sets, loss=loss, temp=temp, hidden=student, seed=seed,
-                      total_steps=steps, lr=lr)
+    over = _overrides(config_path, sets, temp=temp, kl_mode=kl_mode, collect=collect,
+                      hidden=student, seed=seed, total_steps=steps, lr=lr)
+    if loss:
+        over["loss"] = tuple(loss)
+    if ensemble is not None:
+        over["ensemble"] = ensemble
     cfg = config.load("distill", config_path, over)
     n_seeds = None
     if seeds is not None:
@@ -138,11 +156,12 @@ def distill(
         if n_seeds < 1:
             raise ConfigError(f"seeds: must be >= 1, got {n_seeds}")
     checkpoint.check_writable_parent(out)
-    teacher_dir = teacher if teacher is not None else _stdin_run("teacher run")
-    checkpoint.read_meta(teacher_dir)  # fail fast, before importing jax
+    teacher_dirs = list(teacher) if teacher else [_stdin_run("teacher run")]
+    for t in teacher_dirs:
+        checkpoint.read_meta(t)  # fail fast, before importing jax
     from distillq import commands, runner
 
-    runner.emit(commands.distill(cfg, teacher_dir, seeds=n_seeds, out=out, force=force,
+    runner.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
                                  show_progress=not quiet, started=_STARTED))
 
 
@@ -176,8 +195,20 @@ def evaluate(
 
 def _fail(msg: str, code: int) -> None:
     sys.stderr.write(f"distillq: error: {msg}\n")
-    sys.stderr.flush()
+    _silence_stderr_after_message()
     sys.exit(code)
+
+
+def _silence_stderr_after_message() -> None:
+    """After the one-line error, send fd 2 to /dev/null: orbax/tensorstore threads print
+    'RuntimeError: Event loop is closed' tracebacks at interpreter shutdown after a failed
+    restore (STACK.md §4); they are not fatal and must not follow our one line."""
+    try:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 130)
     except Interrupted as e:
         sys.stderr.write(f"distillq: interrupted; resume with: {e.resume_cmd}\n")
+        _silence_stderr_after_message()
         sys.exit(130)
     except DistillqError as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)

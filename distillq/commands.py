@@ -124,45 +124,101 @@ def _param_count(spec: dict) -> int:
 # --------------------------------------------------------------------------- distill
 
 
-def distill(cfg: config.DistillConfig, teacher_dir: str, *, seeds: int | None = None,
-            out: str | None = None, force: bool = False, show_progress: bool = True,
-            started: float | None = None) -> dict:
+def load_teachers(teacher_dirs: list[str]) -> list[checkpoint.Run]:
+    runs = [checkpoint.load_run(p, kind="teacher") for p in teacher_dirs]
+    first = runs[0].meta
+    for r in runs[1:]:
+        if r.meta["env"] != first["env"]:
+            raise RunDirError(f"teacher runs disagree on the env: {first['env']} vs "
+                              f"{r.meta['env']} ({r.path})")
+        if r.meta["network"] != first["network"]:
+            raise RunDirError("teacher runs of an ensemble must share a network architecture "
+                              f"({runs[0].path} vs {r.path})")
+    return runs
+
+
+def student_teacher_params(teachers: list[checkpoint.Run], seed_index: list[int] | None,
+                           n_students: int):
+    """Teacher params per student with an ensemble axis: leaves [n_students, K, ...].
+
+    seed_index None: every student gets the whole ensemble (all seeds of all runs);
+    otherwise student i gets teacher seed seed_index[i] (K = 1).
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
 
+    stacked = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *[t.params for t in teachers])
+    if seed_index is None:
+        return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x)[None],
+                                                       (n_students, *x.shape)), stacked)
+    idx = np.asarray(seed_index)
+    return jax.tree.map(lambda x: jnp.asarray(x)[idx][:, None], stacked)
+
+
+def distill(cfg: config.DistillConfig, teacher_dirs: list[str] | str, *,
+            seeds: int | None = None, out: str | None = None, force: bool = False,
+            show_progress: bool = True, started: float | None = None) -> dict:
+    import jax
+    import numpy as np
+
     from distillq import distill as D
     from distillq import envs, runner
-    from distillq.evaluate import summary
 
     started = time.perf_counter() if started is None else started
-    teacher = checkpoint.load_run(teacher_dir, kind="teacher")
-    t_meta = teacher.meta
+    teacher_dirs = [teacher_dirs] if isinstance(teacher_dirs, str) else list(teacher_dirs)
+    teachers = load_teachers(teacher_dirs)
+    if len(teachers) > 1 and not cfg.ensemble:
+        raise RunDirError("several teacher runs are distilled as an ensemble: add --ensemble")
+    t_meta = teachers[0].meta
+    t_labels = [{"run": i, "seed": s} for i, t in enumerate(teachers) for s in t.meta["seeds"]]
+    t_returns = [p["mean"] for t in teachers for p in t.meta["evaluation"]["per_seed"]]
+    n_teachers = len(t_labels)
+    n = (len(t_meta["seeds"]) if cfg.ensemble else n_teachers) if seeds is None else seeds
+    points = cfg.sweep_points
+    seed_list = list(range(cfg.seed, cfg.seed + n))
+    # students: point-major; student (p, i) has seed seed_list[i] and the same episode keys
+    # for every point, so points are compared on identical initial states
+    student_seeds = [s for _ in points for s in seed_list]
+    point_of = [p for p in range(len(points)) for _ in seed_list]
+    seed_index = None if cfg.ensemble else [i % n_teachers for _ in points for i in range(n)]
+    n_students = len(student_seeds)
+    teacher_params = student_teacher_params(teachers, seed_index, n_students)
     env = envs.make(t_meta["env"])
-    n_teachers = len(t_meta["seeds"])
-    n = n_teachers if seeds is None else seeds
-    student_seeds = list(range(cfg.seed, cfg.seed + n))
-    t_index = [i % n_teachers for i in range(n)]  # student i learns from teacher seed i
-    teacher_params = jax.tree.map(lambda x: jnp.asarray(x)[np.array(t_index)], teacher.params)
     distiller = D.make_distiller(cfg, env, t_meta["network"])
-    teacher_return = np.array([t_meta["evaluation"]["per_seed"][i]["mean"] for i in t_index])
+    hyper = D.hyper_arrays([points[p] for p in point_of], cfg.term_names)
 
     run_dir, lock = checkpoint.new_run_dir("student", out, force)
     meta = checkpoint.base_meta("student", t_meta["env"], distiller.net_spec, student_seeds,
                                 config.to_dict(cfg))
-    t_path = Path(teacher_dir).resolve()
-    meta["teacher"] = {"run_dir": str(t_path), "relative_run_dir": _relpath(t_path, run_dir),
-                       "seeds": [t_meta["seeds"][i] for i in t_index], "seed_index": t_index,
-                       "network": t_meta["network"]}
+    meta["points"] = points
+    meta["point_index"] = point_of
+    meta["teacher"] = {
+        "runs": [{"run_dir": str(t.path.resolve()),
+                  "relative_run_dir": _relpath(t.path.resolve(), run_dir)} for t in teachers],
+        "ensemble": cfg.ensemble, "seed_index": seed_index,
+        "seeds": ([f"ensemble of {n_teachers}"] * n_students if seed_index is None
+                  else [t_labels[i]["seed"] for i in seed_index]),
+        "network": t_meta["network"],
+    }
     try:
         checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
         checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
         state = jax.jit(jax.vmap(distiller.init))(_stack_keys(student_seeds), teacher_params)
-        chunk = _jit_vmap(distiller.chunk, in_axes=(0, 0, None), donate=(0,))
-        target = cfg.stop_retention * teacher_return
+        chunk = _jit_vmap(distiller.chunk, in_axes=(0, 0, 0, None), donate=(0,))
+        if cfg.stop_retention > 0:
+            if seed_index is None:   # the ensemble's own return, measured once up front
+                t_eval = _jit_vmap(distiller.final_eval)(state.best_params, teacher_params,
+                                                         _eval_keys(student_seeds))
+                target = np.asarray(t_eval["teacher_returns"]).mean(-1)
+            else:
+                target = np.array([t_returns[i] for i in seed_index])
+            target = cfg.stop_retention * target
+        else:
+            target = None
 
         def stop(m: dict) -> bool:
-            return cfg.stop_retention > 0 and bool(np.all(m["best_return"] >= target))
+            return target is not None and bool(np.all(m["best_return"] >= target))
 
         def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
             checkpoint.append_metrics(run_dir, runner.seed_rows(c, t, cfg.num_envs,
@@ -170,21 +226,22 @@ def distill(cfg: config.DistillConfig, teacher_dir: str, *, seeds: int | None = 
 
         with runner.catch_signals() as flag:
             res = runner.run_chunks(
-                chunk=chunk, state=state, args=(teacher_params,), t0=0,
+                chunk=chunk, state=state, args=(teacher_params, hyper), t0=0,
                 total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
                 num_envs=cfg.num_envs, seeds=student_seeds, desc="distill", stop=stop,
                 on_chunk=on_chunk, flag=flag, show_progress=show_progress)
         state = res["state"]
-        params = state.best_params if cfg.eval_episodes > 0 else state.params
+        params = state.best_params if cfg.eval_episodes > 0 else state.params["student"]
         t_eval = time.perf_counter()
         final = jax.device_get(_jit_vmap(distiller.final_eval)(params, teacher_params,
                                                                _eval_keys(student_seeds)))
         eval_s = time.perf_counter() - t_eval
         checkpoint.save_params(run_dir, params)
-        evaluation = _student_eval(student_seeds, final, meta["teacher"]["seeds"])
+        evaluation = student_evaluation(meta, final)
         t = res["t"]
         stats = {
-            "env_steps_per_seed": int(t * cfg.num_envs),
+            "env_steps_per_seed": int(min(t, cfg.dataset_iterations) * cfg.num_envs
+                                      if cfg.collect == "dataset" else t * cfg.num_envs),
             "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
             "stopped_early": res["stopped_early"],
             "compile_s": round(res["compile_s"], 3),
@@ -198,9 +255,14 @@ def distill(cfg: config.DistillConfig, teacher_dir: str, *, seeds: int | None = 
         _finish(run_dir, meta, lock, "failed", error=f"{type(e).__name__}: {e}")
         raise
     _print_eval_table("student " + str(run_dir), evaluation["per_seed"])
-    del summary
+    if len(points) > 1:
+        _print_point_table(evaluation["per_point"])
     return {"run_dir": str(run_dir), "kind": "student", "env": t_meta["env"],
-            "seeds": student_seeds, "teacher": str(t_path), "loss": cfg.loss, "temp": cfg.temp,
+            "seeds": seed_list, "students": n_students,
+            "teacher": [str(t.path) for t in teachers] if len(teachers) > 1
+            else str(teachers[0].path),
+            "loss": list(cfg.loss), "temp": list(cfg.temp), "kl_mode": cfg.kl_mode,
+            "collect": cfg.collect, "ensemble": cfg.ensemble,
             "params": _param_count(distiller.net_spec),
             "teacher_params": _param_count(t_meta["network"]),
             "evaluation": evaluation, **stats}
@@ -212,29 +274,44 @@ def _relpath(target: Path, start: Path) -> str:
     return os.path.relpath(target, Path(start).resolve())
 
 
-def _student_eval(seeds: list[int], final: dict, teacher_seeds: list[int]) -> dict:
+def student_evaluation(meta: dict, final: dict) -> dict:
+    """Per student (seed and sweep point), per sweep point, and overall summaries."""
     import numpy as np
 
     from distillq.evaluate import summary
 
+    seeds = meta["seeds"]
+    points = meta.get("points") or [{}]
+    point_of = meta.get("point_index") or [0] * len(seeds)
+    t_seeds = meta["teacher"]["seeds"]
     s_ret, t_ret = np.asarray(final["returns"]), np.asarray(final["teacher_returns"])
     agree, length = np.asarray(final["agree"]), np.asarray(final["lengths"])
+
+    def block(idx) -> dict:
+        tm = float(t_ret[idx].mean())
+        rets = [float(s_ret[i].mean() / t_ret[i].mean()) if t_ret[i].mean() else None
+                for i in idx]
+        valid = [r for r in rets if r is not None]
+        return {**summary(s_ret[idx]), "teacher_mean": tm,
+                "retention": float(s_ret[idx].mean() / tm) if tm else None,
+                "retention_min": min(valid) if valid else None,
+                "fidelity": float(agree[idx].sum() / max(length[idx].sum(), 1))}
+
     per_seed = []
     for i, s in enumerate(seeds):
         tm = float(t_ret[i].mean())
-        per_seed.append({
-            "seed": s, "teacher_seed": teacher_seeds[i], **summary(s_ret[i]),
-            "teacher_mean": tm,
-            "retention": float(s_ret[i].mean() / tm) if tm != 0 else None,
-            "fidelity": float(agree[i].sum() / max(length[i].sum(), 1)),
-        })
-    tm_all = float(t_ret.mean())
-    overall = {**summary(s_ret), "teacher_mean": tm_all,
-               "retention": float(s_ret.mean() / tm_all) if tm_all != 0 else None,
-               "retention_min": min((p["retention"] for p in per_seed
-                                     if p["retention"] is not None), default=None),
-               "fidelity": float(agree.sum() / max(length.sum(), 1))}
-    return {"overall": overall, "per_seed": per_seed}
+        row = {"seed": s, "teacher_seed": t_seeds[i], **summary(s_ret[i]), "teacher_mean": tm,
+               "retention": float(s_ret[i].mean() / tm) if tm else None,
+               "fidelity": float(agree[i].sum() / max(length[i].sum(), 1))}
+        if len(points) > 1:
+            row["point"] = point_of[i]
+        per_seed.append(row)
+    out = {"overall": block(list(range(len(seeds)))), "per_seed": per_seed}
+    if len(points) > 1:
+        out["per_point"] = [{**points[p], **block([i for i in range(len(seeds))
+                                                   if point_of[i] == p])}
+                            for p in range(len(points))]
+    return out
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -276,20 +353,25 @@ def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
     seeds = list(meta["seeds"])
     params = jax.tree.map(jnp.asarray, run.params)
     keys = _eval_keys(seeds)
-    teacher = None
+    teachers = None
     if meta["kind"] == "student":
-        t_path = _find_teacher(meta, run.path)
-        if t_path is None:
-            console.print(f"[yellow]warning: teacher of {run.path} not found; reporting the "
-                          "student alone[/yellow]")
+        paths = _find_teachers(meta, run.path)
+        if paths is None:
+            console.print(f"[yellow]warning: a teacher run of {run.path} is missing; reporting "
+                          "the student alone[/yellow]")
         else:
-            teacher = checkpoint.load_run(t_path, kind="teacher")
-    if teacher is not None:
-        t_net = networks.build(teacher.meta["network"])
-        idx = np.array(meta["teacher"]["seed_index"])
-        t_params = jax.tree.map(lambda x: jnp.asarray(x)[idx], teacher.params)
-        s_roll = evaluate.make_rollout(env, net.apply, episodes, other_apply=t_net.apply)
-        t_roll = evaluate.make_rollout(env, t_net.apply, episodes)
+            teachers = load_teachers([str(p) for p in paths])
+    if teachers is not None:
+        from distillq.distill import ensemble_mean_q
+
+        t_net = networks.build(teachers[0].meta["network"])
+        t_params = student_teacher_params(teachers, meta["teacher"]["seed_index"], len(seeds))
+
+        def t_apply(tp, o):
+            return ensemble_mean_q(t_net.apply, tp, o)
+
+        s_roll = evaluate.make_rollout(env, net.apply, episodes, other_apply=t_apply)
+        t_roll = evaluate.make_rollout(env, t_apply, episodes)
 
         def both(p, tp, k):
             s = s_roll(p, k, tp)
@@ -313,10 +395,10 @@ def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
         "params": networks.param_count(meta["network"]),
         "network": meta["network"],
     }
-    if teacher is not None:
-        ev = _student_eval(seeds, out, meta["teacher"]["seeds"])
-        result["teacher"] = str(teacher.path)
-        result["teacher_params"] = networks.param_count(teacher.meta["network"])
+    if teachers is not None:
+        ev = student_evaluation(meta, out)
+        result["teacher"] = [str(t.path) for t in teachers]
+        result["teacher_params"] = networks.param_count(teachers[0].meta["network"])
         result["size_ratio"] = result["params"] / result["teacher_params"]
     else:
         ev = {"overall": summary(out["returns"]), "per_seed": _per_seed(seeds, out["returns"])}
@@ -331,20 +413,40 @@ def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
     return result
 
 
-def _find_teacher(meta: dict, student_dir: Path) -> Path | None:
-    t = meta.get("teacher", {})
-    for cand in (t.get("relative_run_dir"), t.get("run_dir")):
-        if not cand:
-            continue
-        p = Path(cand)
-        if not p.is_absolute():
-            p = (Path(student_dir) / p).resolve()
-        if (p / checkpoint.META).exists():
-            return p
-    return None
+def _find_teachers(meta: dict, student_dir: Path) -> list[Path] | None:
+    """The teacher run dirs of a student: relative path first (runs/ moved), then absolute."""
+    found = []
+    for entry in meta.get("teacher", {}).get("runs", []):
+        for cand in (entry.get("relative_run_dir"), entry.get("run_dir")):
+            if not cand:
+                continue
+            p = Path(cand)
+            if not p.is_absolute():
+                p = (Path(student_dir).resolve() / p).resolve()
+            if (p / checkpoint.META).exists():
+                found.append(p)
+                break
+        else:
+            return None
+    return found or None
 
 
 # --------------------------------------------------------------------------- output
+
+
+def _print_point_table(per_point: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title="sweep points", title_style="bold")
+    for c in ("temp", "weights", "mean", "retention", "retention_min", "fidelity"):
+        table.add_column(c, justify="right")
+    for p in per_point:
+        w = " ".join(f"{k}={v:g}" for k, v in p["weights"].items())
+        r, rm = p["retention"], p["retention_min"]
+        table.add_row(f"{p['temp']:g}", w, f"{p['mean']:.1f}",
+                      "-" if r is None else f"{100 * r:.1f}%",
+                      "-" if rm is None else f"{100 * rm:.1f}%", f"{100 * p['fidelity']:.1f}%")
+    console.print(table)
 
 
 def _print_eval_table(title: str, per_seed: list[dict]) -> None:

@@ -98,7 +98,29 @@ class TeacherConfig:
                               f"({self.total_steps})")
 
 
-LOSSES = ("mse", "kl", "ce")
+LOSSES = ("mse", "kl", "ce", "feature", "rkd_distance", "rkd_angle")
+OUTPUT_LOSSES = ("mse", "kl", "ce")
+COLLECT = ("teacher", "student", "mixed", "dataset")
+
+
+def parse_loss_term(term: str) -> tuple[str, tuple[float, ...]]:
+    """'kl' -> ('kl', (1.0,)); 'feature=0.5' -> ('feature', (0.5,)); 'kl=0,1' -> sweep."""
+    name, _, w = term.partition("=")
+    name = name.strip()
+    if name not in LOSSES:
+        raise ConfigError(f"loss: unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+    if not w.strip():
+        return name, (1.0,)
+    weights = []
+    for x in w.split(","):
+        try:
+            v = float(x)
+        except ValueError:
+            raise ConfigError(f"loss: weight of {name} must be a number, got {x!r}") from None
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(f"loss: weight of {name} must be finite and >= 0, got {x!r}")
+        weights.append(v)
+    return name, tuple(weights)
 
 
 @dataclass(frozen=True)
@@ -108,10 +130,30 @@ class DistillConfig:
     seed: int = _f(0, "first seed of the students (student i learns from teacher seed i)", min=0)
     hidden: tuple[int, ...] = _f((64, 32), "student MLP hidden layer sizes", min=1)
     activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
-    loss: str = _f("kl", "distillation loss", choices=LOSSES)
-    temp: float = _f(1.0, "temperature of the kl loss (see README: conventions)", gt=0.0)
+    loss: tuple[str, ...] = _f(("kl",), "loss terms NAME[=WEIGHT[,WEIGHT...]] summed with their "
+                               "weights (several weights: a sweep axis); names: "
+                               + ", ".join(LOSSES) + "; in --set, join terms with +", sep="+")
+    temp: tuple[float, ...] = _f((1.0,), "kl temperature; several values: a sweep axis", gt=0.0)
+    kl_mode: str = _f("hinton", "kl convention: hinton (teacher and student / T, times T^2) or "
+                      "rusu (only the teacher / tau)", choices=("hinton", "rusu"))
+    feature_layers: str = _f("-1:-1", "STUDENT:TEACHER hidden-layer indices for feature and "
+                             "rkd losses (negative counts from the last)")
+    rkd_angle_batch: int = _f(32, "samples of the batch used by rkd_angle (cost grows as n^3)",
+                              min=3)
+    ensemble: bool = _f(False, "each student learns from the ensemble of all teacher seeds "
+                        "(and all --teacher runs) instead of teacher seed i")
+    collect: str = _f("teacher", "who acts while states are collected: teacher, student, mixed "
+                      "(teacher with probability decaying 1 -> 0), dataset (teacher fills the "
+                      "buffer once, then the student fits it)", choices=COLLECT)
+    collect_eps: float = _f(0.05, "epsilon of the acting policy's epsilon-greedy exploration",
+                            min=0.0, max=1.0)
+    mix_fraction: float = _f(0.5, "mixed: fraction of training over which the teacher's acting "
+                             "probability decays from 1 to 0", gt=0.0, max=1.0)
+    dataset_steps: int = _f(20_000, "dataset: env steps per seed collected before fitting "
+                            "(<= buffer_size)", min=1)
     num_envs: int = _f(16, "parallel environments per seed collecting states", min=1)
-    total_steps: int = _f(40_000, "maximum environment steps per seed", min=1)
+    total_steps: int = _f(40_000, "maximum environment steps per seed (dataset: collection "
+                          "plus fitting iterations)", min=1)
     learning_starts: int = _f(1_024, "environment steps per seed before the first update", min=0)
     buffer_size: int = _f(20_000, "state buffer capacity per seed", min=1)
     batch_size: int = _f(128, "minibatch size", min=1)
@@ -119,8 +161,6 @@ class DistillConfig:
     lr: float = _f(1e-3, "Adam learning rate at the start", gt=0.0)
     lr_end: float = _f(1e-5, "learning rate reached linearly at total_steps", gt=0.0)
     grad_clip: float = _f(10.0, "global gradient-norm clip", gt=0.0)
-    teacher_eps: float = _f(0.05, "epsilon of the teacher's epsilon-greedy data collection",
-                            min=0.0, max=1.0)
     chunk_steps: int = _f(256, "vectorised env steps per jitted chunk (host sync period)", min=1)
     eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
                             "evaluated params are kept (0 = keep the last params)", min=0)
@@ -132,11 +172,40 @@ class DistillConfig:
                                "or on interrupt)", min=0)
 
     @property
+    def terms(self) -> tuple[tuple[str, tuple[float, ...]], ...]:
+        return tuple(parse_loss_term(t) for t in self.loss)
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.terms)
+
+    @property
+    def sweep_points(self) -> list[dict]:
+        """The grid of (temp, weights) points, temp-major; one point without a sweep."""
+        import itertools
+
+        names = self.term_names
+        grids = [w for _, w in self.terms]
+        return [{"temp": t, "weights": dict(zip(names, ws, strict=True))}
+                for t in self.temp for ws in itertools.product(*grids)]
+
+    @property
+    def layer_pair(self) -> tuple[int, int]:
+        s, t = self.feature_layers.split(":")
+        return int(s), int(t)
+
+    @property
     def total_iterations(self) -> int:
         return max(1, math.ceil(self.total_steps / self.num_envs))
 
     @property
+    def dataset_iterations(self) -> int:
+        return max(1, math.ceil(self.dataset_steps / self.num_envs))
+
+    @property
     def warmup_iterations(self) -> int:
+        if self.collect == "dataset":
+            return self.dataset_iterations
         return math.ceil(self.learning_starts / self.num_envs)
 
     @property
@@ -149,14 +218,38 @@ class DistillConfig:
 
     def check(self) -> None:
         _check_fields(self)
+        terms = self.terms  # validates names and weights
+        if len(set(self.term_names)) != len(terms):
+            raise ConfigError("loss: each loss may appear once (give several weights as "
+                              "NAME=W1,W2 for a sweep)")
+        if not any(n in OUTPUT_LOSSES for n in self.term_names):
+            raise ConfigError("loss: needs at least one output loss (mse, kl or ce): feature "
+                              "and relation losses alone do not train the Q-values")
+        parts = self.feature_layers.split(":")
+        try:
+            ls, lt = (int(x) for x in parts)
+        except ValueError:
+            raise ConfigError(f"feature_layers: expected STUDENT:TEACHER integers, got "
+                              f"{self.feature_layers!r}") from None
+        if any(n in ("feature", "rkd_distance", "rkd_angle") for n in self.term_names):
+            if not -len(self.hidden) <= ls < len(self.hidden):
+                raise ConfigError(f"feature_layers: student layer {ls} does not exist in a "
+                                  f"{len(self.hidden)}-hidden-layer student")
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) is larger than buffer_size "
                               f"({self.buffer_size})")
-        if self.warmup_iterations < 1:
+        if self.collect == "dataset":
+            if self.dataset_steps > self.buffer_size:
+                raise ConfigError(f"dataset_steps ({self.dataset_steps}) must fit in buffer_size "
+                                  f"({self.buffer_size})")
+            if self.dataset_steps < self.batch_size:
+                raise ConfigError(f"dataset_steps ({self.dataset_steps}) is smaller than "
+                                  f"batch_size ({self.batch_size})")
+        elif self.warmup_iterations < 1:
             raise ConfigError("learning_starts must be at least 1")
         if self.warmup_iterations >= self.total_iterations:
-            raise ConfigError(f"learning_starts ({self.learning_starts}) must be below total_steps "
-                              f"({self.total_steps})")
+            what = "dataset_steps" if self.collect == "dataset" else "learning_starts"
+            raise ConfigError(f"{what} must be below total_steps ({self.total_steps})")
 
 
 CONFIGS: dict[str, type] = {"teacher": TeacherConfig, "distill": DistillConfig}
@@ -195,7 +288,7 @@ def _check_value(name: str, value: Any, hint: Any, meta: Any) -> None:
         raise ConfigError(f"{name}: must be one of {', '.join(meta['choices'])}; got {value!r}")
 
 
-def coerce(name: str, value: Any, hint: Any) -> Any:
+def coerce(name: str, value: Any, hint: Any, sep: str = ",") -> Any:
     """Turn a TOML value or a CLI string into the field's type, or raise ConfigError."""
     origin = typing.get_origin(hint)
     try:
@@ -231,7 +324,7 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
         if origin is tuple:
             (inner, *_rest) = typing.get_args(hint)
             if isinstance(value, str):
-                parts = [p for p in value.replace(" ", "").split(",")] if value.strip() else []
+                parts = [p for p in value.replace(" ", "").split(sep)] if value.strip() else []
             elif isinstance(value, (list, tuple)):
                 parts = list(value)
             else:
@@ -265,7 +358,8 @@ def build(cls: type, values: dict[str, Any], *, source: str = "") -> Any:
             close = [k for k in known if k.startswith(key[:3])]
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown config key {key!r}{where}{hint}")
-    cfg = cls(**{k: coerce(k, v, hints[k]) for k, v in values.items()})
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}
+    cfg = cls(**{k: coerce(k, v, hints[k], meta[k].get("sep", ",")) for k, v in values.items()})
     cfg.check()
     return cfg
 

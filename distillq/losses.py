@@ -4,7 +4,17 @@ Conventions (also in the README):
 - `mse`: mean over batch and actions of (q_student - q_teacher)^2.
 - `kl` (Hinton-style): T^2 * mean_batch KL(softmax(q_teacher / T) || softmax(q_student / T)).
   Both sides are softened by the same T; the T^2 factor keeps gradient scale independent of T.
+- `kl` (Rusu-style, policy distillation): mean_batch KL(softmax(q_teacher / tau) ||
+  softmax(q_student)); only the teacher is divided by tau (tau << 1 sharpens), no scaling.
 - `ce` (policy distillation / NLL): mean_batch -log softmax(q_student)[argmax q_teacher].
+- `feature` (FitNets hint): mean squared error between a learned linear projection of a
+  student hidden layer and a teacher hidden layer.
+- `rkd_distance` / `rkd_angle` (Park et al. 2019): Huber loss between the student's and the
+  teacher's mean-normalised pairwise distances / triplet angle cosines of batch embeddings.
+
+Ensembles (several teachers): targets are averaged where averaging is meaningful: Q-values
+for mse, policies (probabilities) for kl and ce; feature and relation losses are averaged
+over teachers (each teacher's features live in their own space).
 """
 
 from __future__ import annotations
@@ -56,3 +66,73 @@ def ce(student_q: jax.Array, teacher_q: jax.Array) -> jax.Array:
     """Cross-entropy of the student's softmax policy to the teacher's greedy action."""
     labels = jnp.argmax(teacher_q, axis=-1)
     return optax.losses.softmax_cross_entropy_with_integer_labels(student_q, labels).mean()
+
+
+# --------------------------------------------------------------------------- policy space
+
+
+def soft_ce(student_logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+    """Cross-entropy of softmax(student_logits) to target probabilities, batch mean."""
+    return optax.losses.softmax_cross_entropy(student_logits, target_probs).mean()
+
+
+def kl_probs(student_logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+    """KL(target || softmax(student_logits)), batch mean."""
+    return optax.losses.kl_divergence(jax.nn.log_softmax(student_logits, -1), target_probs).mean()
+
+
+def entropy(probs: jax.Array) -> jax.Array:
+    return -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.where(probs > 0, probs, 1.0)), 0.0),
+                    axis=-1).mean()
+
+
+def kl_rusu(student_q: jax.Array, teacher_q: jax.Array, tau: float | jax.Array) -> jax.Array:
+    """Rusu et al. 2015: KL(softmax(q_teacher / tau) || softmax(q_student)), no scaling."""
+    return kl_probs(student_q, jax.nn.softmax(teacher_q / tau, axis=-1))
+
+
+def greedy_probs(teacher_q: jax.Array) -> jax.Array:
+    """One-hot of the greedy action (ties: the first), [..., A]."""
+    return jax.nn.one_hot(jnp.argmax(teacher_q, -1), teacher_q.shape[-1], dtype=teacher_q.dtype)
+
+
+# --------------------------------------------------------------------------- hidden layers
+
+
+def feature(student_h: jax.Array, teacher_h: jax.Array, proj_w: jax.Array,
+            proj_b: jax.Array) -> jax.Array:
+    """FitNets hint loss: mean((student_h @ W + b - teacher_h)^2)."""
+    return jnp.mean((student_h @ proj_w + proj_b - teacher_h) ** 2)
+
+
+def _pairwise_dist(e: jax.Array) -> jax.Array:
+    sq = jnp.sum((e[:, None, :] - e[None, :, :]) ** 2, axis=-1)
+    # sqrt with a safe gradient at 0 (the diagonal)
+    safe = jnp.where(sq > 0, sq, 1.0)
+    return jnp.where(sq > 0, jnp.sqrt(safe), 0.0)
+
+
+def _normalised_dist(e: jax.Array) -> jax.Array:
+    d = _pairwise_dist(e)
+    pos = d > 0
+    mean = jnp.sum(d) / jnp.maximum(jnp.sum(pos), 1)
+    return d / jnp.maximum(mean, 1e-12)
+
+
+def rkd_distance(student_e: jax.Array, teacher_e: jax.Array, delta: float = 1.0) -> jax.Array:
+    """Distance-wise relational KD: Huber between normalised pairwise distance matrices."""
+    t = jax.lax.stop_gradient(_normalised_dist(teacher_e))
+    return optax.losses.huber_loss(_normalised_dist(student_e), t, delta=delta).mean()
+
+
+def _angles(e: jax.Array) -> jax.Array:
+    diff = e[None, :, :] - e[:, None, :]                      # diff[j, i] = e_i - e_j
+    norm = jnp.sqrt(jnp.maximum(jnp.sum(diff**2, -1, keepdims=True), 1e-24))
+    unit = diff / norm
+    return jnp.einsum("jid,jkd->jik", unit, unit)              # cos angle(i, j, k) at vertex j
+
+
+def rkd_angle(student_e: jax.Array, teacher_e: jax.Array, delta: float = 1.0) -> jax.Array:
+    """Angle-wise relational KD: Huber between cosines of all triplet angles."""
+    t = jax.lax.stop_gradient(_angles(teacher_e))
+    return optax.losses.huber_loss(_angles(student_e), t, delta=delta).mean()

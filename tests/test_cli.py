@@ -57,7 +57,7 @@ def test_stdout_is_exactly_one_json_object(trained):
     _, tj, sj = trained
     assert tj["kind"] == "teacher" and tj["seeds"] == [0, 1] and tj["params"] > 0
     assert len(tj["evaluation"]["per_seed"]) == 2
-    assert sj["kind"] == "student" and sj["loss"] == "ce"
+    assert sj["kind"] == "student" and sj["loss"] == ["ce"] and sj["collect"] == "teacher"
     assert 0 <= sj["evaluation"]["overall"]["fidelity"] <= 1
     for k in ("wall_s", "compile_s", "train_s", "run_dir", "env"):
         assert k in tj and k in sj

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -94,3 +95,76 @@ def test_one_step_terminal_and_truncated():
     ret, disc, _ = losses.nstep_targets(r, term, done, G)
     np.testing.assert_allclose(np.asarray(ret), [1.0, 1.0])
     np.testing.assert_allclose(np.asarray(disc), [0.0, G], rtol=1e-6)
+
+
+# ----------------------------------------------------------------- issue 3: more mappings
+
+
+def test_kl_rusu_hand_computed():
+    s = jnp.array([[1.0, 0.0]])
+    t = jnp.array([[0.02, 0.0]])
+    tau = 0.01
+    p = _softmax([2.0, 0.0])                 # teacher / tau; the student is not softened
+    q = _softmax([1.0, 0.0])
+    expected = float(np.sum(p * np.log(p / q)))
+    assert float(losses.kl_rusu(s, t, tau)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_cross_entropy_equals_kl_plus_teacher_entropy():
+    s = jnp.array([[0.3, -1.0, 2.0], [1.0, 1.0, 0.0]])
+    t = jnp.array([[1.0, 0.5, 0.0], [-2.0, 0.0, 3.0]])
+    p = jax.nn.softmax(t / 0.7, axis=-1)
+    ce = float(losses.soft_ce(s, p))
+    assert ce == pytest.approx(float(losses.kl_probs(s, p) + losses.entropy(p)), rel=1e-5)
+    # and the NLL loss is the soft CE to the teacher's one-hot greedy policy
+    assert float(losses.ce(s, t)) == pytest.approx(float(losses.soft_ce(s, losses.greedy_probs(t))),
+                                                   rel=1e-6)
+
+
+def test_feature_loss_zero_when_projection_maps_exactly():
+    key = jax.random.PRNGKey(0)
+    hs = jax.random.normal(key, (16, 8))
+    w = jax.random.normal(jax.random.PRNGKey(1), (8, 5))
+    b = jnp.arange(5.0)
+    assert float(losses.feature(hs, hs @ w + b, w, b)) == pytest.approx(0.0, abs=1e-8)
+    # hand-computed: one sample, identity projection, error (1, -2) -> mean 2.5
+    assert float(losses.feature(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 2.0]]), jnp.eye(2),
+                                jnp.zeros(2))) == pytest.approx(2.5)
+
+
+def test_rkd_distance_hand_computed():
+    # points on a line at 0, 1, 3: distances 1, 3, 2 (mean 2) -> normalised 0.5, 1.5, 1
+    s = jnp.array([[0.0], [1.0], [3.0]])
+    t = jnp.array([[0.0], [2.0], [4.0]])     # distances 2, 4, 2 (mean 8/3) -> .75, 1.5, .75
+    ds = np.array([[0, .5, 1.5], [.5, 0, 1], [1.5, 1, 0]])
+    dt = np.array([[0, .75, 1.5], [.75, 0, .75], [1.5, .75, 0]])
+    err = np.abs(ds - dt)
+    expected = np.mean(np.where(err <= 1, 0.5 * err**2, err - 0.5))
+    assert float(losses.rkd_distance(s, t)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_rkd_angle_equilateral_cosines():
+    tri = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+    cos = np.asarray(losses._angles(tri))
+    # angle at vertex j between i and k (i, k != j, i != k) is 60 degrees
+    assert cos[0, 1, 2] == pytest.approx(0.5, abs=1e-6) and cos[1, 0, 2] == pytest.approx(0.5,
+                                                                                          abs=1e-6)
+
+
+@pytest.mark.parametrize("fn", [losses.rkd_distance, losses.rkd_angle])
+def test_rkd_zero_for_equal_and_invariant_to_global_scaling(fn):
+    s = jax.random.normal(jax.random.PRNGKey(0), (12, 6))
+    t = jax.random.normal(jax.random.PRNGKey(1), (12, 9))
+    assert float(fn(s, s)) == pytest.approx(0.0, abs=1e-6)
+    base = float(fn(s, t))
+    assert base > 0
+    assert float(fn(3.7 * s, t)) == pytest.approx(base, rel=1e-4)
+    assert float(fn(s, 0.2 * t)) == pytest.approx(base, rel=1e-4)
+
+
+def test_rkd_gradients_finite_with_duplicate_points():
+    s = jnp.array([[1.0, 2.0], [1.0, 2.0], [0.0, 1.0]])   # a zero distance off the diagonal
+    t = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    for fn in (losses.rkd_distance, losses.rkd_angle):
+        g = jax.grad(lambda x, f=fn: f(x, t))(s)
+        assert np.all(np.isfinite(np.asarray(g)))
