@@ -34,3 +34,7 @@ lint: setup
 
 clean:
 	rm -rf runs/ .pytest_cache .ruff_cache
+
+# The distillation study (README "Study"): ~1 h on a 2-core CPU; results/study/
+study: setup
+	$(PY) scripts/study.py --out results/study
