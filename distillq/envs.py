@@ -7,7 +7,11 @@ observation is `info["final_observation"]`. DQN must bootstrap on `terminated` o
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
+import sys
+import types
 from typing import Any, NamedTuple
 
 import jax
@@ -34,10 +38,60 @@ class Step(NamedTuple):
     next_obs: jax.Array     # true successor of the acted-on obs (pre-reset)
 
 
+# gymnax 1.0.1's built-in factories for envs whose module imports nothing heavy. `import
+# gymnax` costs ~4 s (its __init__ imports every env, and Pong imports seaborn/matplotlib,
+# pulling in scipy and pandas); importing just the env's module costs ~0.03 s. Anything not
+# listed here goes through the full `import gymnax` and `gymnax.make`.
+FAST_ENVS = {
+    "CartPole-v1": ("classic_control.cartpole", "CartPole"),
+    "Acrobot-v1": ("classic_control.acrobot", "Acrobot"),
+    "MountainCar-v0": ("classic_control.mountain_car", "MountainCar"),
+    "Asterix-MinAtar": ("minatar.asterix", "MinAsterix"),
+    "Breakout-MinAtar": ("minatar.breakout", "MinBreakout"),
+    "Freeway-MinAtar": ("minatar.freeway", "MinFreeway"),
+    "Seaquest-MinAtar": ("minatar.seaquest", "MinSeaquest"),
+    "SpaceInvaders-MinAtar": ("minatar.space_invaders", "MinSpaceInvaders"),
+}
+_STUB = "_distillq_stub"
+
+
 def _gymnax():
-    import gymnax  # noqa: PLC0415  (slow import: ~4 s, keep it lazy)
+    """The full gymnax package (slow: ~4 s)."""
+    import gymnax  # noqa: PLC0415
 
     return gymnax
+
+
+def _fast_env_class(module: str, cls: str):
+    """Import gymnax.environments.<module> without running gymnax's package __init__s.
+
+    Missing parent packages are stood in for by empty package modules during the import and
+    removed right after, so a later `import gymnax` runs the real package normally (and
+    reuses the already imported env modules).
+    """
+    full = f"gymnax.environments.{module}"
+    if full in sys.modules:
+        return getattr(sys.modules[full], cls)
+    spec = importlib.util.find_spec("gymnax")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("gymnax is not installed")
+    root = list(spec.submodule_search_locations)[0]
+    sub = module.split(".")[0]
+    stubs = []
+    for name, path in (("gymnax", root), ("gymnax.environments", f"{root}/environments"),
+                       (f"gymnax.environments.{sub}", f"{root}/environments/{sub}")):
+        if name not in sys.modules:
+            stub = types.ModuleType(name)
+            stub.__path__ = [path]
+            setattr(stub, _STUB, True)
+            sys.modules[name] = stub
+            stubs.append(name)
+    try:
+        return getattr(importlib.import_module(full), cls)
+    finally:
+        for name in stubs:
+            if getattr(sys.modules.get(name), _STUB, False):
+                del sys.modules[name]
 
 
 def registered() -> list[str]:
@@ -45,10 +99,14 @@ def registered() -> list[str]:
 
 
 def make(name: str) -> Env:
-    gymnax = _gymnax()
-    if name not in gymnax.registered_envs:
-        raise ConfigError(f"unknown env {name!r}; valid: {', '.join(gymnax.registered_envs)}")
-    env, params = gymnax.make(name)
+    if name in FAST_ENVS:
+        env = _fast_env_class(*FAST_ENVS[name])()
+        params = env.default_params
+    else:
+        gymnax = _gymnax()
+        if name not in gymnax.registered_envs:
+            raise ConfigError(f"unknown env {name!r}; valid: {', '.join(gymnax.registered_envs)}")
+        env, params = gymnax.make(name)
     space = env.action_space(params)
     if not hasattr(space, "n"):
         raise ConfigError(f"env {name!r} has a continuous action space; DQN needs discrete actions")

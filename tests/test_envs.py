@@ -43,3 +43,31 @@ def test_unknown_env_lists_valid_ones():
 
     with pytest.raises(ConfigError, match="valid: CartPole-v1"):
         envs.make("CartPol-v1")
+
+
+def test_fast_import_matches_gymnax_make_in_a_fresh_process():
+    """The fast path (env module only) builds the same env as gymnax.make, and a later full
+    `import gymnax` in the same process still works."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, jax, jax.numpy as jnp, numpy as np
+from distillq import envs
+e = envs.make("CartPole-v1")
+assert "matplotlib" not in sys.modules and "seaborn" not in sys.modules
+keys = jax.random.split(jax.random.PRNGKey(0), 3)
+o1, s1 = envs.reset(e, keys)
+st1 = envs.step(e, keys, s1, jnp.array([0, 1, 1]))
+b = envs.make("Breakout-MinAtar")
+import gymnax
+g, gp = gymnax.make("CartPole-v1")
+assert type(g) is type(e.env) and gp == e.params
+o2, s2 = jax.vmap(g.reset, in_axes=(0, None))(keys, gp)
+assert np.array_equal(np.asarray(o1), np.asarray(o2))
+assert envs.make("Catch-bsuite").num_actions == 3
+print("OK", b.obs_dim, b.num_actions)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "OK 400 3" in p.stdout
