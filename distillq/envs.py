@@ -76,7 +76,7 @@ def _fast_env_class(module: str, cls: str):
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("gymnax is not installed")
     root = list(spec.submodule_search_locations)[0]
-    sub = module.split(".")[0]
+    sub = module.split(".", maxsplit=1)[0]
     stubs = []
     for name, path in (("gymnax", root), ("gymnax.environments", f"{root}/environments"),
                        (f"gymnax.environments.{sub}", f"{root}/environments/{sub}")):

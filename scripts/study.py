@@ -93,8 +93,8 @@ def main(argv=None) -> int:
         for label, loss_over in losses.items():
             for size in sizes:
                 cfg = cell_config(base, size, loss_over, mode)
-                name = f"{mode}-{label.split()[0]}{'-' + label.split()[1] if ' ' in label else ''}" \
-                       f"-{'x'.join(map(str, size))}".replace("(", "").replace(")", "")
+                tag = label.split()[0] + ("-" + label.split()[1] if " " in label else "")
+                name = f"{mode}-{tag}-{'x'.join(map(str, size))}"
                 run_dir = runs / name.replace(" ", "_").replace("=", "")
                 if not _complete(run_dir):
                     _clear(run_dir)
