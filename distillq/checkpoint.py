@@ -227,6 +227,96 @@ def save_params(run_dir: Path, params: Any) -> None:
         ckptr.close()
 
 
+def save_state(run_dir: Path, state: Any, host: dict) -> None:
+    """Full training state (every jax array of the vmapped state pytree) + host counters.
+
+    Written synchronously through an orbax CheckpointManager (tmp dir + atomic rename);
+    only the latest full state is kept.
+    """
+    import orbax.checkpoint as ocp
+
+    _quiet_orbax()
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+    with ocp.CheckpointManager((Path(run_dir) / STATE).resolve(), options=opts) as mngr:
+        mngr.save(int(host["t"]), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                          host=ocp.args.JsonSave(host)),
+                  force=True)
+        mngr.wait_until_finished()
+
+
+def restore_state(run_dir: Path, target: Any) -> tuple[Any, dict]:
+    """Restore the latest full state into the structure of `target` (a freshly built state)."""
+    import orbax.checkpoint as ocp
+
+    _quiet_orbax()
+    path = (Path(run_dir) / STATE).resolve()
+    if not path.is_dir():
+        raise RunDirError(f"{run_dir} has no full-state checkpoint to resume from")
+    try:
+        opts = ocp.CheckpointManagerOptions(read_only=True)
+        with ocp.CheckpointManager(path, options=opts) as mngr:
+            step = mngr.latest_step()
+            if step is None:
+                raise RunDirError(f"{run_dir} has no full-state checkpoint to resume from")
+            r = mngr.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), host=ocp.args.JsonRestore()))
+        return r.state, dict(r.host)
+    except RunDirError:
+        raise
+    except CHECKPOINT_ERRORS as e:
+        msg = str(e).splitlines()[0][:160] if str(e) else ""
+        raise RunDirError(f"damaged full-state checkpoint in {run_dir}/{STATE}: "
+                          f"{type(e).__name__}{': ' + msg if msg else ''}") from None
+
+
+def state_step(run_dir: Path) -> int | None:
+    """Iteration count of the latest committed full-state checkpoint, if any."""
+    p = Path(run_dir) / STATE
+    steps = [int(c.name) for c in p.iterdir() if c.name.isdigit()] if p.is_dir() else []
+    return max(steps) if steps else None
+
+
+def has_state(run_dir: Path) -> bool:
+    return state_step(run_dir) is not None
+
+
+def remove_state(run_dir: Path) -> None:
+    shutil.rmtree(Path(run_dir) / STATE, ignore_errors=True)
+
+
+def truncate_metrics(run_dir: Path, chunks: int) -> None:
+    """Keep only metrics rows of chunks < `chunks` (rows written after the checkpoint)."""
+    p = Path(run_dir) / METRICS
+    if not p.exists():
+        return
+    keep = []
+    for line in p.read_text().splitlines():
+        try:
+            if json.loads(line)["chunk"] < chunks:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    write_text_atomic(p, "".join(x + "\n" for x in keep))
+
+
+def open_for_resume(run_dir: str | Path, kind: str) -> tuple[Path, dict, RunLock]:
+    """Validate a run dir for --resume and lock it."""
+    p = Path(run_dir)
+    meta = read_meta(p)
+    if meta["kind"] != kind:
+        cmd = "train-teacher" if meta["kind"] == "teacher" else "distill"
+        raise RunDirError(f"{p} is a {meta['kind']} run; resume it with `distillq {cmd} "
+                          f"--resume {p}`")
+    if meta["status"] == "complete":
+        raise RunDirError(f"{p} is already complete; nothing to resume")
+    lock = RunLock(p).acquire()
+    if not has_state(p):
+        lock.release()
+        raise RunDirError(f"{p} has no full-state checkpoint to resume from (it was stopped "
+                          "before its first checkpoint)")
+    return p, meta, lock
+
+
 def append_metrics(run_dir: Path, rows: list[dict]) -> None:
     with open(Path(run_dir) / METRICS, "a") as fh:
         for row in rows:

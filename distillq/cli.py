@@ -41,6 +41,16 @@ OutOpt = Annotated[str | None, typer.Option(
     "--out", "-o", metavar="DIR", help="run directory (default: runs/<kind>-<date>-<id>)")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="replace an existing --out run dir")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+ResumeOpt = Annotated[str | None, typer.Option(
+    "--resume", metavar="RUN", help="continue an interrupted run dir (bit-identical to an "
+    "uninterrupted run; takes no other options)")]
+
+
+def _only_resume(resume: str | None, **given) -> None:
+    used = [k for k, v in given.items() if v not in (None, False, [], ())]
+    if resume is not None and used:
+        raise DistillqError(f"--resume continues a run with its saved config; it takes no "
+                            f"other options (got --{used[0].replace('_', '-')})")
 
 
 def _version(value: bool) -> None:
@@ -90,10 +100,20 @@ def train_teacher(
     out: OutOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
+    resume: ResumeOpt = None,
 ) -> None:
     """Train a DQN teacher (default MLP 128-64) on a gymnax env, all seeds in one jitted call."""
     from distillq import checkpoint, config
 
+    _only_resume(resume, config=config_path, seeds=seeds, seed=seed, env=env, steps=steps,
+                 hidden=hidden, num_envs=num_envs, lr=lr, set=sets, out=out, force=force)
+    if resume is not None:
+        checkpoint.read_meta(resume)  # fail fast, before importing jax
+        from distillq import commands, runner
+
+        runner.emit(commands.train_teacher(None, resume=resume, show_progress=not quiet,
+                                           started=_STARTED))
+        return
     over = _overrides(config_path, sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
                       hidden=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
@@ -122,6 +142,8 @@ def distill(
         "(teacher / tau only)")] = None,
     collect: Annotated[str | None, typer.Option(
         metavar="MODE", help="who acts: teacher, student, mixed, dataset")] = None,
+    env: Annotated[str | None, typer.Option(
+        metavar="ID", help="expected env: refuse teachers trained on another one")] = None,
     ensemble: Annotated[bool | None, typer.Option(
         "--ensemble/--no-ensemble",
         help="each student learns from the ensemble of all teacher seeds and runs",
@@ -139,9 +161,21 @@ def distill(
     out: OutOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
+    resume: ResumeOpt = None,
 ) -> None:
     """Distil teacher run(s) into a smaller student (default MLP 64-32); sweeps in one call."""
     from distillq import checkpoint, config
+
+    _only_resume(resume, teacher=teacher, loss=loss, temp=temp, kl_mode=kl_mode, env=env,
+                 collect=collect, ensemble=ensemble, student=student, seeds=seeds, seed=seed,
+                 steps=steps, lr=lr, config=config_path, set=sets, out=out, force=force)
+    if resume is not None:
+        checkpoint.read_meta(resume)
+        from distillq import commands, runner
+
+        runner.emit(commands.distill(None, resume=resume, show_progress=not quiet,
+                                     started=_STARTED))
+        return
 
     over = _overrides(config_path, sets, temp=temp, kl_mode=kl_mode, collect=collect,
                       hidden=student, seed=seed, total_steps=steps, lr=lr)
@@ -158,7 +192,10 @@ def distill(
     checkpoint.check_writable_parent(out)
     teacher_dirs = list(teacher) if teacher else [_stdin_run("teacher run")]
     for t in teacher_dirs:
-        checkpoint.read_meta(t)  # fail fast, before importing jax
+        meta = checkpoint.read_meta(t)  # fail fast, before importing jax
+        if env is not None and meta["env"] != env:
+            raise DistillqError(f"env mismatch: teacher {t} was trained on {meta['env']}, "
+                                f"not {env}")
     from distillq import commands, runner
 
     runner.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
@@ -193,6 +230,63 @@ def evaluate(
     runner.emit(out)
 
 
+@app.command("report")
+def report(
+    runs: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN]...", help="run dirs (default: those named by the JSON on stdin); a "
+        "student's teacher is added automatically", show_default=False)] = None,
+    out: Annotated[str | None, typer.Option(
+        "--out", "-o", metavar="DIR", help="output dir (default: runs/report-<date>-<id>)")
+    ] = None,
+) -> None:
+    """Write learning-curve and comparison plots (PNG) and a markdown table for runs."""
+    from distillq import checkpoint
+
+    paths = list(runs) if runs else _stdin_runs()
+    for p in paths:
+        checkpoint.read_meta(p)
+    from pathlib import Path
+
+    from distillq import report as R
+    from distillq import runner
+
+    if out is None:
+        out_dir, lock = checkpoint.new_run_dir("report")
+        lock.release()
+        (out_dir / checkpoint.LOCK).unlink(missing_ok=True)
+    else:
+        out_dir = Path(out)
+        checkpoint.check_writable_parent(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise DistillqError(f"{out_dir} exists and is not a directory")
+    result = R.make_report(paths, out_dir)
+    result.pop("table")
+    runner.emit(result)
+
+
+def _stdin_runs() -> list[str]:
+    """Run dirs from upstream JSON: evaluate's results, or a single run_dir."""
+    import json
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise DistillqError("no run given: pass run dirs, or pipe the JSON output of a "
+                            "distillq command into this one")
+    text = sys.stdin.read()
+    for line in reversed(text.strip().splitlines()):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("results"), list):
+            dirs = [r.get("run_dir") for r in obj["results"] if isinstance(r, dict)]
+            if dirs and all(isinstance(d, str) for d in dirs):
+                return dirs
+        break
+    from distillq.commands import read_upstream
+
+    return [read_upstream(text)["run_dir"]]
+
+
 def _fail(msg: str, code: int) -> None:
     sys.stderr.write(f"distillq: error: {msg}\n")
     _silence_stderr_after_message()
@@ -205,9 +299,11 @@ def _silence_stderr_after_message() -> None:
     restore (STACK.md §4); they are not fatal and must not follow our one line."""
     try:
         sys.stderr.flush()
+        if sys.stderr is not sys.__stderr__:   # in-process callers (tests) keep their stderr
+            return
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
-    except OSError:
+    except (OSError, ValueError):
         pass
 
 

@@ -49,67 +49,156 @@ def _finish(run_dir: Path, meta: dict, lock: checkpoint.RunLock, status: str, **
     lock.release()
 
 
+def _resume_cmd(kind: str, run_dir: Path) -> str:
+    cmd = "train-teacher" if kind == "teacher" else "distill"
+    return f"distillq {cmd} --resume {run_dir}"
+
+
+def _fit(*, kind: str, cfg, run_dir: Path, meta: dict, state, chunk, args: tuple,
+         seeds: list[int], stop, t0: int, chunk0: int, prior_train_s: float,
+         show_progress: bool) -> dict:
+    """Run the jitted chunks with metrics, periodic full-state checkpoints and signals.
+
+    On SIGINT/SIGTERM: finish the chunk, write the full state, mark the run interrupted and
+    raise Interrupted (exit 130). On NaN/Inf: mark it diverged, keep the last good full-state
+    checkpoint, raise DivergedError.
+    """
+    from distillq import runner
+    from distillq.errors import DivergedError, Interrupted
+
+    t_start = time.perf_counter()
+
+    def save(st, t: int, chunks: int) -> None:
+        checkpoint.save_state(run_dir, st, {
+            "t": int(t), "chunk": int(chunks),
+            "train_s": prior_train_s + time.perf_counter() - t_start})
+
+    def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
+        checkpoint.append_metrics(run_dir, runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
+
+    try:
+        with runner.catch_signals() as flag:
+            res = runner.run_chunks(
+                chunk=chunk, state=state, args=args, t0=t0, chunk0=chunk0,
+                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
+                num_envs=cfg.num_envs, seeds=seeds, desc=kind, stop=stop, on_chunk=on_chunk,
+                checkpoint=save, checkpoint_secs=cfg.checkpoint_secs, flag=flag,
+                show_progress=show_progress)
+    except DivergedError as e:
+        step = checkpoint.state_step(run_dir)
+        msg = (f"{e}; the last good full-state checkpoint (env step "
+               f"{step * cfg.num_envs:,}) is kept in {run_dir}/state" if step is not None
+               else f"{e}; no full-state checkpoint had been written before it")
+        meta["resume"] = {"diverged": str(e)}
+        raise DivergedError(msg) from None
+    if res["interrupted"]:
+        save(res["state"], res["t"], res["chunks"])
+        meta.update(status="interrupted",
+                    resume={"env_steps_per_seed": int(res["t"] * cfg.num_envs),
+                            "command": _resume_cmd(kind, run_dir)})
+        raise Interrupted(str(run_dir), _resume_cmd(kind, run_dir))
+    res["train_s"] += prior_train_s
+    return res
+
+
+def _stats(cfg, res: dict, eval_s: float, started: float, env_iters: int | None = None) -> dict:
+    t = res["t"]
+    return {
+        "env_steps_per_seed": int((t if env_iters is None else env_iters) * cfg.num_envs),
+        "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
+        "stopped_early": res["stopped_early"],
+        "compile_s": round(res["compile_s"], 3),
+        "train_s": round(res["train_s"], 3),
+        "eval_s": round(eval_s, 3),
+        "wall_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def _guard(run_dir: Path, meta: dict, lock: checkpoint.RunLock):
+    """Context manager: record how a run ended in meta.json, whatever happens."""
+    from contextlib import contextmanager
+
+    from distillq.errors import DivergedError, Interrupted
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except Interrupted:
+            _finish(run_dir, meta, lock, "interrupted")
+            raise
+        except DivergedError as e:
+            _finish(run_dir, meta, lock, "diverged", error=str(e))
+            raise
+        except BaseException as e:
+            _finish(run_dir, meta, lock, "failed", error=f"{type(e).__name__}: {e}")
+            raise
+
+    return guard()
+
+
 # --------------------------------------------------------------------------- train-teacher
 
 
-def train_teacher(cfg: config.TeacherConfig, *, out: str | None = None, force: bool = False,
-                  show_progress: bool = True, started: float | None = None) -> dict:
+def train_teacher(cfg: config.TeacherConfig | None, *, out: str | None = None,
+                  force: bool = False, show_progress: bool = True,
+                  started: float | None = None, resume: str | None = None) -> dict:
+    """Train a teacher run (or continue an interrupted one with resume=RUN_DIR)."""
     import jax
     import numpy as np
 
-    from distillq import dqn, envs, runner
+    from distillq import dqn, envs
+    from distillq.evaluate import summary
 
     started = time.perf_counter() if started is None else started
-    env = envs.make(cfg.env)
-    run_dir, lock = checkpoint.new_run_dir("teacher", out, force)
-    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    trainer = dqn.make_trainer(cfg, env)
-    meta = checkpoint.base_meta("teacher", cfg.env, trainer.net_spec, seeds, config.to_dict(cfg))
-    try:
-        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
-        checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
+    if resume is not None:
+        run_dir, meta, lock = checkpoint.open_for_resume(resume, "teacher")
+        try:
+            cfg = config.from_dict("teacher", meta["config"])
+            trainer = dqn.make_trainer(cfg, envs.make(cfg.env))
+        except BaseException:
+            lock.release()
+            raise
+        seeds = list(meta["seeds"])
+    else:
+        trainer = dqn.make_trainer(cfg, envs.make(cfg.env))  # validates before any disk write
+        seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+        run_dir, lock = checkpoint.new_run_dir("teacher", out, force)
+        meta = checkpoint.base_meta("teacher", cfg.env, trainer.net_spec, seeds,
+                                    config.to_dict(cfg))
+    with _guard(run_dir, meta, lock):
         state = jax.jit(jax.vmap(trainer.init))(_stack_keys(seeds))
+        t0 = chunk0 = 0
+        prior = 0.0
+        if resume is not None:
+            state, host = checkpoint.restore_state(run_dir, state)
+            t0, chunk0, prior = int(host["t"]), int(host["chunk"]), float(host["train_s"])
+            checkpoint.truncate_metrics(run_dir, chunk0)
+            meta["status"] = "running"
+        else:
+            checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
+        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
         chunk = _jit_vmap(trainer.chunk, in_axes=(0, None), donate=(0,))
 
         def stop(m: dict) -> bool:
             return cfg.stop_return > 0 and bool(np.all(m["best_return"] >= cfg.stop_return))
 
-        def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
-            checkpoint.append_metrics(run_dir, runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
-
-        with runner.catch_signals() as flag:
-            res = runner.run_chunks(
-                chunk=chunk, state=state, args=(), t0=0,
-                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
-                num_envs=cfg.num_envs, seeds=seeds, desc="teacher", stop=stop,
-                on_chunk=on_chunk, flag=flag, show_progress=show_progress)
+        res = _fit(kind="teacher", cfg=cfg, run_dir=run_dir, meta=meta, state=state,
+                   chunk=chunk, args=(), seeds=seeds, stop=stop, t0=t0, chunk0=chunk0,
+                   prior_train_s=prior, show_progress=show_progress)
         state = res["state"]
         params = state.best_params if cfg.eval_episodes > 0 else state.params
         t_eval = time.perf_counter()
         final = jax.device_get(_jit_vmap(trainer.final_eval)(params, _eval_keys(seeds)))
         eval_s = time.perf_counter() - t_eval
         checkpoint.save_params(run_dir, params)
-        t = res["t"]
         per_seed = _per_seed(seeds, final["returns"])
-        from distillq.evaluate import summary
-
         evaluation = {"overall": summary(final["returns"]), "per_seed": per_seed}
-        iters = min(t, cfg.total_iterations)
-        stats = {
-            "env_steps_per_seed": int(t * cfg.num_envs),
-            "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
-            "stopped_early": res["stopped_early"],
-            "compile_s": round(res["compile_s"], 3),
-            "train_s": round(res["train_s"], 3),
-            "eval_s": round(eval_s, 3),
-            "wall_s": round(time.perf_counter() - started, 3),
-        }
-        del iters
+        stats = _stats(cfg, res, eval_s, started)
+        meta.pop("resume", None)
         _finish(run_dir, meta, lock, "complete", evaluation=evaluation, train=stats,
                 params_per_seed=_param_count(trainer.net_spec))
-    except BaseException as e:
-        _finish(run_dir, meta, lock, "failed", error=f"{type(e).__name__}: {e}")
-        raise
+        checkpoint.remove_state(run_dir)
     _print_eval_table("teacher " + str(run_dir), per_seed)
     return {"run_dir": str(run_dir), "kind": "teacher", "env": cfg.env, "seeds": seeds,
             "params": _param_count(trainer.net_spec), "evaluation": evaluation, **stats}
@@ -156,80 +245,100 @@ def student_teacher_params(teachers: list[checkpoint.Run], seed_index: list[int]
     return jax.tree.map(lambda x: jnp.asarray(x)[idx][:, None], stacked)
 
 
-def distill(cfg: config.DistillConfig, teacher_dirs: list[str] | str, *,
-            seeds: int | None = None, out: str | None = None, force: bool = False,
-            show_progress: bool = True, started: float | None = None) -> dict:
+def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None = None,
+            *, seeds: int | None = None, out: str | None = None, force: bool = False,
+            show_progress: bool = True, started: float | None = None,
+            resume: str | None = None) -> dict:
+    """Distil teacher run(s) into students (or continue an interrupted run: resume=RUN_DIR)."""
     import jax
     import numpy as np
 
     from distillq import distill as D
-    from distillq import envs, runner
+    from distillq import envs
 
     started = time.perf_counter() if started is None else started
-    teacher_dirs = [teacher_dirs] if isinstance(teacher_dirs, str) else list(teacher_dirs)
-    teachers = load_teachers(teacher_dirs)
-    if len(teachers) > 1 and not cfg.ensemble:
-        raise RunDirError("several teacher runs are distilled as an ensemble: add --ensemble")
+    meta = None
+    if resume is not None:
+        run_dir, meta, lock = checkpoint.open_for_resume(resume, "student")
+        try:
+            cfg = config.from_dict("distill", meta["config"])
+            paths = _find_teachers(meta, run_dir)
+            if paths is None:
+                raise RunDirError(f"a teacher run of {run_dir} is missing; cannot resume")
+            teachers = load_teachers([str(p) for p in paths])
+        except BaseException:
+            lock.release()
+            raise
+        student_seeds, point_of = meta["seeds"], meta["point_index"]
+        seed_index = meta["teacher"]["seed_index"]
+        points = meta["points"]
+        seed_list = list(dict.fromkeys(student_seeds))
+    else:
+        teacher_dirs = [teacher_dirs] if isinstance(teacher_dirs, str) else list(teacher_dirs)
+        teachers = load_teachers(teacher_dirs)
+        if len(teachers) > 1 and not cfg.ensemble:
+            raise RunDirError("several teacher runs are distilled as an ensemble: add --ensemble")
+        n_teachers = sum(len(t.meta["seeds"]) for t in teachers)
+        n = ((len(teachers[0].meta["seeds"]) if cfg.ensemble else n_teachers)
+             if seeds is None else seeds)
+        points = cfg.sweep_points
+        seed_list = list(range(cfg.seed, cfg.seed + n))
+        # students: point-major; student (p, i) has seed seed_list[i] and the same episode
+        # keys for every point, so points are compared on identical initial states
+        student_seeds = [s for _ in points for s in seed_list]
+        point_of = [p for p in range(len(points)) for _ in seed_list]
+        seed_index = None if cfg.ensemble else [i % n_teachers for _ in points for i in range(n)]
     t_meta = teachers[0].meta
-    t_labels = [{"run": i, "seed": s} for i, t in enumerate(teachers) for s in t.meta["seeds"]]
+    t_labels = [s for t in teachers for s in t.meta["seeds"]]
     t_returns = [p["mean"] for t in teachers for p in t.meta["evaluation"]["per_seed"]]
-    n_teachers = len(t_labels)
-    n = (len(t_meta["seeds"]) if cfg.ensemble else n_teachers) if seeds is None else seeds
-    points = cfg.sweep_points
-    seed_list = list(range(cfg.seed, cfg.seed + n))
-    # students: point-major; student (p, i) has seed seed_list[i] and the same episode keys
-    # for every point, so points are compared on identical initial states
-    student_seeds = [s for _ in points for s in seed_list]
-    point_of = [p for p in range(len(points)) for _ in seed_list]
-    seed_index = None if cfg.ensemble else [i % n_teachers for _ in points for i in range(n)]
     n_students = len(student_seeds)
     teacher_params = student_teacher_params(teachers, seed_index, n_students)
     env = envs.make(t_meta["env"])
     distiller = D.make_distiller(cfg, env, t_meta["network"])
     hyper = D.hyper_arrays([points[p] for p in point_of], cfg.term_names)
-
-    run_dir, lock = checkpoint.new_run_dir("student", out, force)
-    meta = checkpoint.base_meta("student", t_meta["env"], distiller.net_spec, student_seeds,
-                                config.to_dict(cfg))
-    meta["points"] = points
-    meta["point_index"] = point_of
-    meta["teacher"] = {
-        "runs": [{"run_dir": str(t.path.resolve()),
-                  "relative_run_dir": _relpath(t.path.resolve(), run_dir)} for t in teachers],
-        "ensemble": cfg.ensemble, "seed_index": seed_index,
-        "seeds": ([f"ensemble of {n_teachers}"] * n_students if seed_index is None
-                  else [t_labels[i]["seed"] for i in seed_index]),
-        "network": t_meta["network"],
-    }
-    try:
-        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
-        checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
+    if meta is None:
+        run_dir, lock = checkpoint.new_run_dir("student", out, force)
+        meta = checkpoint.base_meta("student", t_meta["env"], distiller.net_spec, student_seeds,
+                                    config.to_dict(cfg))
+        meta["points"] = points
+        meta["point_index"] = point_of
+        meta["teacher"] = {
+            "runs": [{"run_dir": str(t.path.resolve()),
+                      "relative_run_dir": _relpath(t.path.resolve(), run_dir)}
+                     for t in teachers],
+            "ensemble": cfg.ensemble, "seed_index": seed_index,
+            "seeds": ([f"ensemble of {len(t_labels)}"] * n_students if seed_index is None
+                      else [t_labels[i] for i in seed_index]),
+            "network": t_meta["network"],
+        }
+    with _guard(run_dir, meta, lock):
         state = jax.jit(jax.vmap(distiller.init))(_stack_keys(student_seeds), teacher_params)
+        t0 = chunk0 = 0
+        prior = 0.0
+        if resume is not None:
+            state, host = checkpoint.restore_state(run_dir, state)
+            t0, chunk0, prior = int(host["t"]), int(host["chunk"]), float(host["train_s"])
+            checkpoint.truncate_metrics(run_dir, chunk0)
+            meta["status"] = "running"
+        else:
+            checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
+        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
         chunk = _jit_vmap(distiller.chunk, in_axes=(0, 0, 0, None), donate=(0,))
+        target = None
         if cfg.stop_retention > 0:
             if seed_index is None:   # the ensemble's own return, measured once up front
-                t_eval = _jit_vmap(distiller.final_eval)(state.best_params, teacher_params,
-                                                         _eval_keys(student_seeds))
-                target = np.asarray(t_eval["teacher_returns"]).mean(-1)
+                t_ev = _jit_vmap(distiller.final_eval)(state.best_params, teacher_params,
+                                                       _eval_keys(student_seeds))
+                target = cfg.stop_retention * np.asarray(t_ev["teacher_returns"]).mean(-1)
             else:
-                target = np.array([t_returns[i] for i in seed_index])
-            target = cfg.stop_retention * target
-        else:
-            target = None
+                target = cfg.stop_retention * np.array([t_returns[i] for i in seed_index])
 
         def stop(m: dict) -> bool:
             return target is not None and bool(np.all(m["best_return"] >= target))
 
-        def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
-            checkpoint.append_metrics(run_dir, runner.seed_rows(c, t, cfg.num_envs,
-                                                                student_seeds, m, sps))
-
-        with runner.catch_signals() as flag:
-            res = runner.run_chunks(
-                chunk=chunk, state=state, args=(teacher_params, hyper), t0=0,
-                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
-                num_envs=cfg.num_envs, seeds=student_seeds, desc="distill", stop=stop,
-                on_chunk=on_chunk, flag=flag, show_progress=show_progress)
+        res = _fit(kind="student", cfg=cfg, run_dir=run_dir, meta=meta, state=state,
+                   chunk=chunk, args=(teacher_params, hyper), seeds=student_seeds, stop=stop,
+                   t0=t0, chunk0=chunk0, prior_train_s=prior, show_progress=show_progress)
         state = res["state"]
         params = state.best_params if cfg.eval_episodes > 0 else state.params["student"]
         t_eval = time.perf_counter()
@@ -238,22 +347,13 @@ def distill(cfg: config.DistillConfig, teacher_dirs: list[str] | str, *,
         eval_s = time.perf_counter() - t_eval
         checkpoint.save_params(run_dir, params)
         evaluation = student_evaluation(meta, final)
-        t = res["t"]
-        stats = {
-            "env_steps_per_seed": int(min(t, cfg.dataset_iterations) * cfg.num_envs
-                                      if cfg.collect == "dataset" else t * cfg.num_envs),
-            "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
-            "stopped_early": res["stopped_early"],
-            "compile_s": round(res["compile_s"], 3),
-            "train_s": round(res["train_s"], 3),
-            "eval_s": round(eval_s, 3),
-            "wall_s": round(time.perf_counter() - started, 3),
-        }
+        env_iters = (min(res["t"], cfg.dataset_iterations) if cfg.collect == "dataset"
+                     else None)
+        stats = _stats(cfg, res, eval_s, started, env_iters)
+        meta.pop("resume", None)
         _finish(run_dir, meta, lock, "complete", evaluation=evaluation, train=stats,
                 params_per_seed=_param_count(distiller.net_spec))
-    except BaseException as e:
-        _finish(run_dir, meta, lock, "failed", error=f"{type(e).__name__}: {e}")
-        raise
+        checkpoint.remove_state(run_dir)
     _print_eval_table("student " + str(run_dir), evaluation["per_seed"])
     if len(points) > 1:
         _print_point_table(evaluation["per_point"])

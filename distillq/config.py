@@ -60,8 +60,8 @@ class TeacherConfig:
     stop_return: float = _f(500.0, "stop early once every seed's in-training evaluation "
                             "reaches this mean return (0 = never stop early)", min=0.0)
     final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
-    checkpoint_every: int = _f(0, "chunks between full-state checkpoints (0 = only at the end "
-                               "or on interrupt)", min=0)
+    checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
+                                "(0 = only on SIGINT/SIGTERM)", min=0.0)
 
     @property
     def total_iterations(self) -> int:
@@ -168,8 +168,8 @@ class DistillConfig:
                                "reaches this fraction of its teacher's return (0 = never)",
                                min=0.0)
     final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
-    checkpoint_every: int = _f(0, "chunks between full-state checkpoints (0 = only at the end "
-                               "or on interrupt)", min=0)
+    checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
+                                "(0 = only on SIGINT/SIGTERM)", min=0.0)
 
     @property
     def terms(self) -> tuple[tuple[str, tuple[float, ...]], ...]:

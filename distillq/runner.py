@@ -72,15 +72,18 @@ def run_chunks(
     desc: str,
     stop: Callable[[dict], bool] | None = None,
     on_chunk: Callable[[int, int, dict, float], None] | None = None,
-    checkpoint: Callable[[Any, int], None] | None = None,
-    checkpoint_every: int = 0,
+    checkpoint: Callable[[Any, int, int], None] | None = None,
+    checkpoint_secs: float = 0.0,
+    chunk0: int = 0,
     flag: StopFlag | None = None,
     show_progress: bool = True,
 ) -> dict:
     """Run chunks from iteration t0 until total_iterations (rounded up to whole chunks).
 
-    Returns {"state", "t", "compile_s", "train_s", "stopped_early", "interrupted", "metrics"}.
-    `metrics` holds the last chunk's host metrics. Raises DivergedError on NaN/Inf.
+    `checkpoint(state, t, chunks_done)` is called every `checkpoint_secs` seconds (between
+    chunks, on a finite state only). Returns {"state", "t", "chunks", "compile_s", "train_s",
+    "stopped_early", "interrupted", "metrics"}; `metrics` holds the last chunk's host metrics.
+    Raises DivergedError on NaN/Inf (the state of that chunk is never checkpointed).
     """
     import jax
     import jax.numpy as jnp
@@ -101,16 +104,21 @@ def run_chunks(
                         disable=not show_progress)
     last: dict = {}
     stopped_early = interrupted = False
-    t_train = time.perf_counter()
+    t_train = t_saved = time.perf_counter()
+    done = chunk0
     with progress:
         task = progress.add_task(desc, total=total_iterations * num_envs,
                                  completed=t0 * num_envs, sps="", ret="")
-        for c in range(n_chunks):
+        for c in range(chunk0, chunk0 + n_chunks):
+            if flag:   # a signal during compilation: stop before running anything
+                interrupted = True
+                break
             t_chunk = time.perf_counter()
             state, metrics = compiled(state, *args, jnp.int32(t))
             metrics = jax.device_get(metrics)
             dt = time.perf_counter() - t_chunk
             t += chunk_steps
+            done = c + 1
             last = {k: np.asarray(v) for k, v in metrics.items()}
             sps = chunk_steps * num_envs * len(seeds) / max(dt, 1e-9)
             if on_chunk is not None:
@@ -120,19 +128,20 @@ def run_chunks(
                             sps=f"{sps:,.0f} steps/s", ret=f"return {_fmt_returns(shown)}")
             if "finite" in last and not bool(np.all(last["finite"])):
                 bad = [s for s, ok in zip(seeds, last["finite"], strict=False) if not ok]
-                raise DivergedError(f"loss or params became NaN/Inf at env step "
-                                    f"{t * num_envs:,} (seeds {bad}); the last checkpoint "
-                                    "is kept")
+                raise DivergedError(f"loss or params became NaN/Inf by env step "
+                                    f"{t * num_envs:,} (seeds {bad})")
             if stop is not None and stop(last):
                 stopped_early = True
                 break
             if flag:
                 interrupted = True
                 break
-            if checkpoint is not None and checkpoint_every and (c + 1) % checkpoint_every == 0:
-                checkpoint(state, t)
+            if (checkpoint is not None and checkpoint_secs > 0
+                    and time.perf_counter() - t_saved >= checkpoint_secs):
+                checkpoint(state, t, done)
+                t_saved = time.perf_counter()
     train_s = time.perf_counter() - t_train
-    return {"state": state, "t": t, "compile_s": compile_s, "train_s": train_s,
+    return {"state": state, "t": t, "chunks": done, "compile_s": compile_s, "train_s": train_s,
             "stopped_early": stopped_early, "interrupted": interrupted, "metrics": last}
 
 

@@ -147,3 +147,34 @@ def test_damaged_checkpoint_via_cli_is_one_line(trained, tmp_path):
         if p.is_file() and "/d/" in str(p):
             p.write_bytes(b"")
     assert "damaged checkpoint" in _bad(["evaluate", str(c)])
+
+
+def test_divergence_stops_keeps_last_good_checkpoint_and_says_where(cfgs, tmp_path):
+    run_dir = tmp_path / "nan"
+    p = run(["train-teacher", "-c", str(cfgs[0]), "--set", "lr=1e-3", "--set", "lr_end=1e30",
+             "--set", "learning_starts=512", "--set", "checkpoint_secs=1e-6",
+             "--out", str(run_dir), "-q"], check_rc=None)
+    assert p.returncode == 1 and p.stdout == ""
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "NaN/Inf by env step" in lines[0], p.stderr
+    assert "last good full-state checkpoint (env step" in lines[0]
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "diverged" and "NaN/Inf" in meta["error"]
+    from distillq import checkpoint
+
+    assert checkpoint.has_state(run_dir) and not (run_dir / "params").exists()
+
+
+def test_report_from_evaluate_pipe_writes_plots_and_table(trained, tmp_path):
+    d, _, _ = trained
+    ev = run(["evaluate", str(d / "s"), "--episodes", "2"])
+    out = tmp_path / "rep"
+    p = run(["report", "--out", str(out)], stdin=ev.stdout)
+    res = json.loads(p.stdout)
+    assert res["kind"] == "report" and len(res["runs"]) == 2      # the student's teacher added
+    for name in ("learning_curves.png", "comparison.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    md = (out / "report.md").read_text()
+    assert md.count("\n") == 4 and "| teacher |" in md and "| student |" in md
+    assert "retention" in md
