@@ -72,6 +72,19 @@ def _install_noise_filter() -> None:
         thread_hook
 
 
+def _single_process():
+    """Orbax options that keep a checkpoint operation on this process alone. In a
+    multi-process run only process 0 touches the disk (with gathered, host-local arrays);
+    orbax's default would wait at barriers for every process."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        return ocp.options.MultiprocessingOptions()
+    i = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=i, active_processes={i})
+
+
 def _quiet_orbax() -> None:
     import logging
 
@@ -219,7 +232,7 @@ def save_params(run_dir: Path, params: Any) -> None:
 
     _quiet_orbax()
     target = Path(run_dir).resolve() / PARAMS
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = ocp.StandardCheckpointer(multiprocessing_options=_single_process())
     try:
         ckptr.save(target, params, force=True)
         ckptr.wait_until_finished()
@@ -236,8 +249,12 @@ def save_state(run_dir: Path, state: Any, host: dict) -> None:
     import orbax.checkpoint as ocp
 
     _quiet_orbax()
-    opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
-    with ocp.CheckpointManager((Path(run_dir) / STATE).resolve(), options=opts) as mngr:
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False,
+                                        multiprocessing_options=_single_process(),
+                                        create=False)
+    path = (Path(run_dir) / STATE).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    with ocp.CheckpointManager(path, options=opts) as mngr:
         mngr.save(int(host["t"]), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                           host=ocp.args.JsonSave(host)),
                   force=True)
@@ -253,7 +270,8 @@ def restore_state(run_dir: Path, target: Any) -> tuple[Any, dict]:
     if not path.is_dir():
         raise RunDirError(f"{run_dir} has no full-state checkpoint to resume from")
     try:
-        opts = ocp.CheckpointManagerOptions(read_only=True)
+        opts = ocp.CheckpointManagerOptions(read_only=True,
+                                            multiprocessing_options=_single_process())
         with ocp.CheckpointManager(path, options=opts) as mngr:
             step = mngr.latest_step()
             if step is None:
@@ -386,7 +404,7 @@ def restore_params(run_dir: Path) -> Any:
     target = Path(run_dir).resolve() / PARAMS
     if not target.is_dir():
         raise RunDirError(f"checkpoint missing in {run_dir}: no {PARAMS}/ directory")
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = ocp.StandardCheckpointer(multiprocessing_options=_single_process())
     try:
         meta = ckptr.metadata(target).item_metadata.tree
         abstract = _map_meta(meta, lambda m: np.empty(m.shape, m.dtype))

@@ -41,6 +41,27 @@ OutOpt = Annotated[str | None, typer.Option(
     "--out", "-o", metavar="DIR", help="run directory (default: runs/<kind>-<date>-<id>)")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="replace an existing --out run dir")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+CoordOpt = Annotated[str | None, typer.Option(
+    "--coordinator", metavar="HOST:PORT", help="multi-host: address of process 0's "
+    "coordinator (jax.distributed)", rich_help_panel="Multi-host")]
+NProcOpt = Annotated[str | None, typer.Option(
+    "--num-processes", metavar="N", help="multi-host: number of processes",
+    rich_help_panel="Multi-host")]
+PidOpt = Annotated[str | None, typer.Option(
+    "--process-id", metavar="I", help="multi-host: this process's id, 0..N-1",
+    rich_help_panel="Multi-host")]
+
+
+def _distributed(coordinator: str | None, num_processes: str | None,
+                 process_id: str | None) -> None:
+    from distillq import config, parallel, runner
+
+    runner.protect_stdout()   # before gloo can print on fd 1
+    n = None if num_processes is None else config.coerce("num_processes", num_processes, int)
+    i = None if process_id is None else config.coerce("process_id", process_id, int)
+    parallel.init(coordinator, n, i)
+
+
 ResumeOpt = Annotated[str | None, typer.Option(
     "--resume", metavar="RUN", help="continue an interrupted run dir (bit-identical to an "
     "uninterrupted run; takes no other options)")]
@@ -101,6 +122,9 @@ def train_teacher(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     resume: ResumeOpt = None,
+    coordinator: CoordOpt = None,
+    num_processes: NProcOpt = None,
+    process_id: PidOpt = None,
 ) -> None:
     """Train a DQN teacher (default MLP 128-64) on a gymnax env, all seeds in one jitted call."""
     from distillq import checkpoint, config
@@ -111,6 +135,7 @@ def train_teacher(
         checkpoint.read_meta(resume)  # fail fast, before importing jax
         from distillq import commands, runner
 
+        runner.protect_stdout()
         runner.emit(commands.train_teacher(None, resume=resume, show_progress=not quiet,
                                            started=_STARTED))
         return
@@ -118,7 +143,10 @@ def train_teacher(
                       hidden=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
     checkpoint.check_writable_parent(out)
+    _distributed(coordinator, num_processes, process_id)
     from distillq import commands, runner
+
+    runner.protect_stdout()
 
     runner.emit(commands.train_teacher(cfg, out=out, force=force, show_progress=not quiet,
                                        started=_STARTED))
@@ -162,6 +190,9 @@ def distill(
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     resume: ResumeOpt = None,
+    coordinator: CoordOpt = None,
+    num_processes: NProcOpt = None,
+    process_id: PidOpt = None,
 ) -> None:
     """Distil teacher run(s) into a smaller student (default MLP 64-32); sweeps in one call."""
     from distillq import checkpoint, config
@@ -173,6 +204,7 @@ def distill(
         checkpoint.read_meta(resume)
         from distillq import commands, runner
 
+        runner.protect_stdout()
         runner.emit(commands.distill(None, resume=resume, show_progress=not quiet,
                                      started=_STARTED))
         return
@@ -196,7 +228,10 @@ def distill(
         if env is not None and meta["env"] != env:
             raise DistillqError(f"env mismatch: teacher {t} was trained on {meta['env']}, "
                                 f"not {env}")
+    _distributed(coordinator, num_processes, process_id)
     from distillq import commands, runner
+
+    runner.protect_stdout()
 
     runner.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
                                  show_progress=not quiet, started=_STARTED))
@@ -220,6 +255,8 @@ def evaluate(
     for p in paths:
         checkpoint.read_meta(p)  # fail fast, before importing jax
     from distillq import commands, runner
+
+    runner.protect_stdout()
 
     t0 = time.perf_counter()
     out = commands.evaluate_runs(paths, episodes=n)
@@ -249,6 +286,8 @@ def report(
 
     from distillq import report as R
     from distillq import runner
+
+    runner.protect_stdout()
 
     if out is None:
         out_dir, lock = checkpoint.new_run_dir("report")

@@ -43,38 +43,75 @@ def _jit_vmap(fn, in_axes=0, donate: tuple = ()):
     return jax.jit(jax.vmap(fn, in_axes=in_axes), donate_argnums=donate)
 
 
-def _finish(run_dir: Path, meta: dict, lock: checkpoint.RunLock, status: str, **extra) -> None:
-    meta.update(status=status, **extra)
-    checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
-    lock.release()
+class _NoLock:
+    def release(self) -> None:
+        pass
 
 
-def _resume_cmd(kind: str, run_dir: Path) -> str:
+class RunFiles:
+    """A run directory as seen by one process: process 0 writes, other processes only take
+    part in the collectives (gathers) that feed process 0. run_dir is None on workers."""
+
+    def __init__(self, run_dir: Path | None, meta: dict, lock=None):
+        self.dir = run_dir
+        self.meta = meta
+        self.lock = lock or _NoLock()
+
+    @property
+    def main(self) -> bool:
+        return self.dir is not None
+
+    def write_meta(self) -> None:
+        if self.main:
+            checkpoint.write_json_atomic(self.dir / checkpoint.META, self.meta)
+
+    def finish(self, status: str, **extra) -> None:
+        self.meta.update(status=status, **extra)
+        self.write_meta()
+        self.lock.release()
+
+    def save_state(self, state, host: dict) -> None:
+        from distillq import parallel
+
+        if parallel.process_count() > 1:
+            state = parallel.gather(state)   # a collective: every process calls it
+        if self.main:
+            checkpoint.save_state(self.dir, state, host)
+
+    def append_metrics(self, rows: list[dict]) -> None:
+        if self.main:
+            checkpoint.append_metrics(self.dir, rows)
+
+
+def _resume_cmd(kind: str, run_dir: Path | None) -> str:
     cmd = "train-teacher" if kind == "teacher" else "distill"
     return f"distillq {cmd} --resume {run_dir}"
 
 
-def _fit(*, kind: str, cfg, run_dir: Path, meta: dict, state, chunk, args: tuple,
-         seeds: list[int], stop, t0: int, chunk0: int, prior_train_s: float,
-         show_progress: bool) -> dict:
+def _fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: list[int],
+         stop, t0: int, chunk0: int, prior_train_s: float, show_progress: bool) -> dict:
     """Run the jitted chunks with metrics, periodic full-state checkpoints and signals.
 
     On SIGINT/SIGTERM: finish the chunk, write the full state, mark the run interrupted and
     raise Interrupted (exit 130). On NaN/Inf: mark it diverged, keep the last good full-state
-    checkpoint, raise DivergedError.
+    checkpoint, raise DivergedError. `seeds` are all seeds (every process); `state` holds this
+    process's share.
     """
-    from distillq import runner
+    from distillq import parallel, runner
     from distillq.errors import DivergedError, Interrupted
 
     t_start = time.perf_counter()
+    multi = parallel.process_count() > 1
 
     def save(st, t: int, chunks: int) -> None:
-        checkpoint.save_state(run_dir, st, {
-            "t": int(t), "chunk": int(chunks),
-            "train_s": prior_train_s + time.perf_counter() - t_start})
+        files.save_state(st, {"t": int(t), "chunk": int(chunks),
+                              "train_s": prior_train_s + time.perf_counter() - t_start})
 
     def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
-        checkpoint.append_metrics(run_dir, runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
+        files.append_metrics(runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
+
+    def agree(flags: tuple[bool, ...]) -> tuple[bool, ...]:
+        return tuple(parallel.any_process(f) for f in flags)
 
     try:
         with runner.catch_signals() as flag:
@@ -83,20 +120,19 @@ def _fit(*, kind: str, cfg, run_dir: Path, meta: dict, state, chunk, args: tuple
                 total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
                 num_envs=cfg.num_envs, seeds=seeds, desc=kind, stop=stop, on_chunk=on_chunk,
                 checkpoint=save, checkpoint_secs=cfg.checkpoint_secs, flag=flag,
-                show_progress=show_progress)
+                show_progress=show_progress and files.main,
+                gather=parallel.gather if multi else None, agree=agree if multi else None)
     except DivergedError as e:
-        step = checkpoint.state_step(run_dir)
+        step = checkpoint.state_step(files.dir) if files.main else None
         msg = (f"{e}; the last good full-state checkpoint (env step "
-               f"{step * cfg.num_envs:,}) is kept in {run_dir}/state" if step is not None
+               f"{step * cfg.num_envs:,}) is kept in {files.dir}/state" if step is not None
                else f"{e}; no full-state checkpoint had been written before it")
-        meta["resume"] = {"diverged": str(e)}
         raise DivergedError(msg) from None
     if res["interrupted"]:
         save(res["state"], res["t"], res["chunks"])
-        meta.update(status="interrupted",
-                    resume={"env_steps_per_seed": int(res["t"] * cfg.num_envs),
-                            "command": _resume_cmd(kind, run_dir)})
-        raise Interrupted(str(run_dir), _resume_cmd(kind, run_dir))
+        files.meta.update(resume={"env_steps_per_seed": int(res["t"] * cfg.num_envs),
+                                  "command": _resume_cmd(kind, files.dir)})
+        raise Interrupted(str(files.dir), _resume_cmd(kind, files.dir))
     res["train_s"] += prior_train_s
     return res
 
@@ -114,7 +150,7 @@ def _stats(cfg, res: dict, eval_s: float, started: float, env_iters: int | None 
     }
 
 
-def _guard(run_dir: Path, meta: dict, lock: checkpoint.RunLock):
+def _guard(files: RunFiles):
     """Context manager: record how a run ended in meta.json, whatever happens."""
     from contextlib import contextmanager
 
@@ -125,16 +161,45 @@ def _guard(run_dir: Path, meta: dict, lock: checkpoint.RunLock):
         try:
             yield
         except Interrupted:
-            _finish(run_dir, meta, lock, "interrupted")
+            files.finish("interrupted")
             raise
         except DivergedError as e:
-            _finish(run_dir, meta, lock, "diverged", error=str(e))
+            files.finish("diverged", error=str(e))
             raise
         except BaseException as e:
-            _finish(run_dir, meta, lock, "failed", error=f"{type(e).__name__}: {e}")
+            files.finish("failed", error=f"{type(e).__name__}: {e}")
             raise
 
     return guard()
+
+
+def _open_files(kind: str, out: str | None, force: bool, meta: dict) -> RunFiles:
+    """Process 0 creates and locks the run dir; every process learns its name."""
+    from distillq import parallel
+
+    if parallel.is_main():
+        run_dir, lock = checkpoint.new_run_dir(kind, out, force)
+        files = RunFiles(run_dir, meta, lock)
+        parallel.broadcast_text(str(run_dir))
+        return files
+    name = parallel.broadcast_text("")
+    files = RunFiles(None, meta)
+    files.name = name  # type: ignore[attr-defined]
+    return files
+
+
+def _local(seq: list, sl: slice) -> list:
+    return list(seq)[sl]
+
+
+def _worker_summary(kind: str, files: RunFiles, seeds: list[int]) -> dict:
+    import jax
+
+    from distillq import parallel
+
+    return {"kind": f"{kind}-worker", "run_dir": getattr(files, "name", None),
+            "process_id": jax.process_index(), "num_processes": parallel.process_count(),
+            "seeds": seeds}
 
 
 # --------------------------------------------------------------------------- train-teacher
@@ -147,11 +212,13 @@ def train_teacher(cfg: config.TeacherConfig | None, *, out: str | None = None,
     import jax
     import numpy as np
 
-    from distillq import dqn, envs
+    from distillq import dqn, envs, parallel
     from distillq.evaluate import summary
 
     started = time.perf_counter() if started is None else started
     if resume is not None:
+        if parallel.process_count() > 1:
+            raise config.ConfigError("--resume runs on a single process")
         run_dir, meta, lock = checkpoint.open_for_resume(resume, "teacher")
         try:
             cfg = config.from_dict("teacher", meta["config"])
@@ -160,47 +227,56 @@ def train_teacher(cfg: config.TeacherConfig | None, *, out: str | None = None,
             lock.release()
             raise
         seeds = list(meta["seeds"])
+        files = RunFiles(run_dir, meta, lock)
     else:
         trainer = dqn.make_trainer(cfg, envs.make(cfg.env))  # validates before any disk write
         seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-        run_dir, lock = checkpoint.new_run_dir("teacher", out, force)
+        parallel.local_slice(len(seeds))
         meta = checkpoint.base_meta("teacher", cfg.env, trainer.net_spec, seeds,
                                     config.to_dict(cfg))
-    with _guard(run_dir, meta, lock):
-        state = jax.jit(jax.vmap(trainer.init))(_stack_keys(seeds))
+        files = _open_files("teacher", out, force, meta)
+    local = _local(seeds, parallel.local_slice(len(seeds)))
+    with _guard(files):
+        state = parallel.shard(jax.jit(jax.vmap(trainer.init))(_stack_keys(local)))
         t0 = chunk0 = 0
         prior = 0.0
         if resume is not None:
-            state, host = checkpoint.restore_state(run_dir, state)
+            state, host = checkpoint.restore_state(files.dir, state)
             t0, chunk0, prior = int(host["t"]), int(host["chunk"]), float(host["train_s"])
-            checkpoint.truncate_metrics(run_dir, chunk0)
+            checkpoint.truncate_metrics(files.dir, chunk0)
             meta["status"] = "running"
-        else:
-            checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
-        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
+        elif files.main:
+            checkpoint.write_text_atomic(files.dir / "config.toml", config.to_toml(cfg))
+        meta["devices"] = parallel.devices_used(len(local))
+        meta["processes"] = parallel.process_count()
+        files.write_meta()
         chunk = _jit_vmap(trainer.chunk, in_axes=(0, None), donate=(0,))
 
         def stop(m: dict) -> bool:
             return cfg.stop_return > 0 and bool(np.all(m["best_return"] >= cfg.stop_return))
 
-        res = _fit(kind="teacher", cfg=cfg, run_dir=run_dir, meta=meta, state=state,
-                   chunk=chunk, args=(), seeds=seeds, stop=stop, t0=t0, chunk0=chunk0,
-                   prior_train_s=prior, show_progress=show_progress)
+        res = _fit(kind="teacher", cfg=cfg, files=files, state=state, chunk=chunk, args=(),
+                   seeds=seeds, stop=stop, t0=t0, chunk0=chunk0, prior_train_s=prior,
+                   show_progress=show_progress)
         state = res["state"]
         params = state.best_params if cfg.eval_episodes > 0 else state.params
         t_eval = time.perf_counter()
-        final = jax.device_get(_jit_vmap(trainer.final_eval)(params, _eval_keys(seeds)))
+        final = parallel.gather(_jit_vmap(trainer.final_eval)(params, _eval_keys(local)))
         eval_s = time.perf_counter() - t_eval
-        checkpoint.save_params(run_dir, params)
+        params = parallel.gather(params)
+        stats = _stats(cfg, res, eval_s, started)
+        if not files.main:
+            files.finish("complete")
+            return _worker_summary("teacher", files, local)
+        checkpoint.save_params(files.dir, params)
         per_seed = _per_seed(seeds, final["returns"])
         evaluation = {"overall": summary(final["returns"]), "per_seed": per_seed}
-        stats = _stats(cfg, res, eval_s, started)
         meta.pop("resume", None)
-        _finish(run_dir, meta, lock, "complete", evaluation=evaluation, train=stats,
-                params_per_seed=_param_count(trainer.net_spec))
-        checkpoint.remove_state(run_dir)
-    _print_eval_table("teacher " + str(run_dir), per_seed)
-    return {"run_dir": str(run_dir), "kind": "teacher", "env": cfg.env, "seeds": seeds,
+        files.finish("complete", evaluation=evaluation, train=stats,
+                     params_per_seed=_param_count(trainer.net_spec))
+        checkpoint.remove_state(files.dir)
+    _print_eval_table("teacher " + str(files.dir), per_seed)
+    return {"run_dir": str(files.dir), "kind": "teacher", "env": cfg.env, "seeds": seeds,
             "params": _param_count(trainer.net_spec), "evaluation": evaluation, **stats}
 
 
@@ -254,11 +330,13 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
     import numpy as np
 
     from distillq import distill as D
-    from distillq import envs
+    from distillq import envs, parallel
 
     started = time.perf_counter() if started is None else started
     meta = None
     if resume is not None:
+        if parallel.process_count() > 1:
+            raise config.ConfigError("--resume runs on a single process")
         run_dir, meta, lock = checkpoint.open_for_resume(resume, "student")
         try:
             cfg = config.from_dict("distill", meta["config"])
@@ -292,43 +370,52 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
     t_labels = [s for t in teachers for s in t.meta["seeds"]]
     t_returns = [p["mean"] for t in teachers for p in t.meta["evaluation"]["per_seed"]]
     n_students = len(student_seeds)
-    teacher_params = student_teacher_params(teachers, seed_index, n_students)
+    sl = parallel.local_slice(n_students)
+    local_seeds = _local(student_seeds, sl)
     env = envs.make(t_meta["env"])
     distiller = D.make_distiller(cfg, env, t_meta["network"])
-    hyper = D.hyper_arrays([points[p] for p in point_of], cfg.term_names)
+    all_teacher_params = student_teacher_params(teachers, seed_index, n_students)
+    teacher_params = jax.tree.map(lambda x: x[sl], all_teacher_params)
+    hyper = D.hyper_arrays([points[p] for p in _local(point_of, sl)], cfg.term_names)
     if meta is None:
-        run_dir, lock = checkpoint.new_run_dir("student", out, force)
         meta = checkpoint.base_meta("student", t_meta["env"], distiller.net_spec, student_seeds,
                                     config.to_dict(cfg))
         meta["points"] = points
         meta["point_index"] = point_of
+        files = _open_files("student", out, force, meta)
         meta["teacher"] = {
             "runs": [{"run_dir": str(t.path.resolve()),
-                      "relative_run_dir": _relpath(t.path.resolve(), run_dir)}
+                      "relative_run_dir": _relpath(t.path.resolve(), files.dir or Path("."))}
                      for t in teachers],
             "ensemble": cfg.ensemble, "seed_index": seed_index,
             "seeds": ([f"ensemble of {len(t_labels)}"] * n_students if seed_index is None
                       else [t_labels[i] for i in seed_index]),
             "network": t_meta["network"],
         }
-    with _guard(run_dir, meta, lock):
-        state = jax.jit(jax.vmap(distiller.init))(_stack_keys(student_seeds), teacher_params)
+    else:
+        files = RunFiles(run_dir, meta, lock)
+    with _guard(files):
+        teacher_params, hyper = parallel.shard((teacher_params, hyper))
+        state = parallel.shard(jax.jit(jax.vmap(distiller.init))(_stack_keys(local_seeds),
+                                                                  teacher_params))
         t0 = chunk0 = 0
         prior = 0.0
         if resume is not None:
-            state, host = checkpoint.restore_state(run_dir, state)
+            state, host = checkpoint.restore_state(files.dir, state)
             t0, chunk0, prior = int(host["t"]), int(host["chunk"]), float(host["train_s"])
-            checkpoint.truncate_metrics(run_dir, chunk0)
+            checkpoint.truncate_metrics(files.dir, chunk0)
             meta["status"] = "running"
-        else:
-            checkpoint.write_text_atomic(run_dir / "config.toml", config.to_toml(cfg))
-        checkpoint.write_json_atomic(run_dir / checkpoint.META, meta)
+        elif files.main:
+            checkpoint.write_text_atomic(files.dir / "config.toml", config.to_toml(cfg))
+        meta["devices"] = parallel.devices_used(len(local_seeds))
+        meta["processes"] = parallel.process_count()
+        files.write_meta()
         chunk = _jit_vmap(distiller.chunk, in_axes=(0, 0, 0, None), donate=(0,))
         target = None
         if cfg.stop_retention > 0:
             if seed_index is None:   # the ensemble's own return, measured once up front
-                t_ev = _jit_vmap(distiller.final_eval)(state.best_params, teacher_params,
-                                                       _eval_keys(student_seeds))
+                t_ev = parallel.gather(_jit_vmap(distiller.final_eval)(
+                    state.best_params, teacher_params, _eval_keys(local_seeds)))
                 target = cfg.stop_retention * np.asarray(t_ev["teacher_returns"]).mean(-1)
             else:
                 target = cfg.stop_retention * np.array([t_returns[i] for i in seed_index])
@@ -336,28 +423,32 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
         def stop(m: dict) -> bool:
             return target is not None and bool(np.all(m["best_return"] >= target))
 
-        res = _fit(kind="student", cfg=cfg, run_dir=run_dir, meta=meta, state=state,
-                   chunk=chunk, args=(teacher_params, hyper), seeds=student_seeds, stop=stop,
-                   t0=t0, chunk0=chunk0, prior_train_s=prior, show_progress=show_progress)
+        res = _fit(kind="student", cfg=cfg, files=files, state=state, chunk=chunk,
+                   args=(teacher_params, hyper), seeds=student_seeds, stop=stop, t0=t0,
+                   chunk0=chunk0, prior_train_s=prior, show_progress=show_progress)
         state = res["state"]
         params = state.best_params if cfg.eval_episodes > 0 else state.params["student"]
         t_eval = time.perf_counter()
-        final = jax.device_get(_jit_vmap(distiller.final_eval)(params, teacher_params,
-                                                               _eval_keys(student_seeds)))
+        final = parallel.gather(_jit_vmap(distiller.final_eval)(params, teacher_params,
+                                                                _eval_keys(local_seeds)))
         eval_s = time.perf_counter() - t_eval
-        checkpoint.save_params(run_dir, params)
-        evaluation = student_evaluation(meta, final)
+        params = parallel.gather(params)
         env_iters = (min(res["t"], cfg.dataset_iterations) if cfg.collect == "dataset"
                      else None)
         stats = _stats(cfg, res, eval_s, started, env_iters)
+        if not files.main:
+            files.finish("complete")
+            return _worker_summary("student", files, local_seeds)
+        checkpoint.save_params(files.dir, params)
+        evaluation = student_evaluation(meta, final)
         meta.pop("resume", None)
-        _finish(run_dir, meta, lock, "complete", evaluation=evaluation, train=stats,
-                params_per_seed=_param_count(distiller.net_spec))
-        checkpoint.remove_state(run_dir)
-    _print_eval_table("student " + str(run_dir), evaluation["per_seed"])
+        files.finish("complete", evaluation=evaluation, train=stats,
+                     params_per_seed=_param_count(distiller.net_spec))
+        checkpoint.remove_state(files.dir)
+    _print_eval_table("student " + str(files.dir), evaluation["per_seed"])
     if len(points) > 1:
         _print_point_table(evaluation["per_point"])
-    return {"run_dir": str(run_dir), "kind": "student", "env": t_meta["env"],
+    return {"run_dir": str(files.dir), "kind": "student", "env": t_meta["env"],
             "seeds": seed_list, "students": n_students,
             "teacher": [str(t.path) for t in teachers] if len(teachers) > 1
             else str(teachers[0].path),

@@ -77,6 +77,8 @@ def run_chunks(
     chunk0: int = 0,
     flag: StopFlag | None = None,
     show_progress: bool = True,
+    gather: Callable[[Any], Any] | None = None,
+    agree: Callable[[tuple[bool, ...]], tuple[bool, ...]] | None = None,
 ) -> dict:
     """Run chunks from iteration t0 until total_iterations (rounded up to whole chunks).
 
@@ -84,6 +86,8 @@ def run_chunks(
     chunks, on a finite state only). Returns {"state", "t", "chunks", "compile_s", "train_s",
     "stopped_early", "interrupted", "metrics"}; `metrics` holds the last chunk's host metrics.
     Raises DivergedError on NaN/Inf (the state of that chunk is never checkpointed).
+    Multi-process runs pass `gather` (local per-seed metrics -> all seeds) and `agree`
+    (per-process booleans -> their OR), so every process takes the same decisions.
     """
     import jax
     import jax.numpy as jnp
@@ -110,12 +114,9 @@ def run_chunks(
         task = progress.add_task(desc, total=total_iterations * num_envs,
                                  completed=t0 * num_envs, sps="", ret="")
         for c in range(chunk0, chunk0 + n_chunks):
-            if flag:   # a signal during compilation: stop before running anything
-                interrupted = True
-                break
             t_chunk = time.perf_counter()
             state, metrics = compiled(state, *args, jnp.int32(t))
-            metrics = jax.device_get(metrics)
+            metrics = gather(metrics) if gather is not None else jax.device_get(metrics)
             dt = time.perf_counter() - t_chunk
             t += chunk_steps
             done = c + 1
@@ -130,14 +131,16 @@ def run_chunks(
                 bad = [s for s, ok in zip(seeds, last["finite"], strict=False) if not ok]
                 raise DivergedError(f"loss or params became NaN/Inf by env step "
                                     f"{t * num_envs:,} (seeds {bad})")
+            due = (checkpoint is not None and checkpoint_secs > 0
+                   and time.perf_counter() - t_saved >= checkpoint_secs)
+            signalled, due = agree((bool(flag), due)) if agree is not None else (bool(flag), due)
             if stop is not None and stop(last):
                 stopped_early = True
                 break
-            if flag:
+            if signalled:
                 interrupted = True
                 break
-            if (checkpoint is not None and checkpoint_secs > 0
-                    and time.perf_counter() - t_saved >= checkpoint_secs):
+            if due:
                 checkpoint(state, t, done)
                 t_saved = time.perf_counter()
     train_s = time.perf_counter() - t_train
@@ -161,9 +164,31 @@ def seed_rows(c: int, t: int, num_envs: int, seeds: list[int], metrics: dict,
     return rows
 
 
+_json_out = None
+
+
+def protect_stdout() -> None:
+    """Keep stdout for the command's one JSON object: native libraries (gloo prints
+    "[Gloo] Rank 0 is connected ..." on fd 1) would corrupt it. fd 1 is pointed at stderr
+    and `emit` writes through a saved duplicate of the real stdout. A no-op when stdout is
+    not the process's own (in-process callers such as tests)."""
+    global _json_out
+    if _json_out is not None or sys.stdout is not sys.__stdout__:
+        return
+    import os
+
+    try:
+        sys.stdout.flush()
+        _json_out = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+    except (OSError, ValueError):
+        _json_out = None
+
+
 def emit(obj: dict) -> None:
     """The one JSON object a command prints on stdout."""
     import json
 
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    out = _json_out if _json_out is not None else sys.stdout
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
