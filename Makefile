@@ -35,6 +35,11 @@ lint: setup
 clean:
 	rm -rf runs/ .pytest_cache .ruff_cache
 
+# Speed, side by side with the peer (rejax's DQN): ~15 min on a 2-core CPU; results/bench/
+bench: setup
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) scripts/bench.py --out results/bench
+
 # The distillation study (README "Study"): ~1 h on a 2-core CPU; results/study/
 study: setup
 	$(PY) scripts/study.py --out results/study

@@ -41,6 +41,7 @@ class Trainer(NamedTuple):
     init: Any
     chunk: Any
     final_eval: Any
+    updates_only: Any   # (n) -> fn(state, t_written) -> (state, mean loss): n TD updates alone
 
 
 def epsilon(cfg: TeacherConfig, t: jax.Array) -> jax.Array:
@@ -175,4 +176,20 @@ def make_trainer(cfg: TeacherConfig, env: envs.Env) -> Trainer:
     def final_eval(params, key):
         return final_rollout(params, key)
 
-    return Trainer(cfg, env, net, net_spec, init, chunk, final_eval)
+    def updates_only(n: int):
+        """n gradient updates on the state's buffer, nothing else (`make bench`'s loop
+        efficiency: the cost of the updates alone against the whole training loop)."""
+        def run(state: DQNState, t_written: jax.Array):
+            def one(c, j):
+                p, tg, o = c
+                p, tg, o, loss, _ = td_update(p, tg, o, state.buffer, t_written,
+                                              jax.random.fold_in(state.key, j), j)
+                return (p, tg, o), loss
+
+            (p, tg, o), loss = jax.lax.scan(
+                one, (state.params, state.target_params, state.opt_state), jnp.arange(n))
+            return state._replace(params=p, target_params=tg, opt_state=o), loss.mean()
+
+        return run
+
+    return Trainer(cfg, env, net, net_spec, init, chunk, final_eval, updates_only)
