@@ -36,10 +36,7 @@ def run_proc(cmd: list[str], env: dict | None = None, stdin: str = "") -> dict:
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env, text=True)
     out, err = p.communicate(stdin)
-    wall = time.perf_counter() - t
-    # the child is reaped by communicate(); its rusage is in RUSAGE_CHILDREN, which only grows,
-    # so peak RSS is read per process through /usr/bin/time-like accounting below
-    return {"wall": wall, "rc": p.returncode, "out": out, "err": err}
+    return {"wall": time.perf_counter() - t, "rc": p.returncode, "out": out, "err": err}
 
 
 def run_measured(cmd: list[str], env: dict | None = None, stdin: str = "") -> dict:
