@@ -54,6 +54,7 @@ class RunFiles:
 
     def __init__(self, run_dir: Path | None, meta: dict, lock=None):
         self.dir = run_dir
+        self.name = None if run_dir is None else str(run_dir)   # workers learn it from rank 0
         self.meta = meta
         self.lock = lock or _NoLock()
 
@@ -131,8 +132,8 @@ def _fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: l
     if res["interrupted"]:
         save(res["state"], res["t"], res["chunks"])
         files.meta.update(resume={"env_steps_per_seed": int(res["t"] * cfg.num_envs),
-                                  "command": _resume_cmd(kind, files.dir)})
-        raise Interrupted(str(files.dir), _resume_cmd(kind, files.dir))
+                                  "command": _resume_cmd(kind, files.name)})
+        raise Interrupted(str(files.name), _resume_cmd(kind, files.name))
     res["train_s"] += prior_train_s
     return res
 
@@ -184,7 +185,7 @@ def _open_files(kind: str, out: str | None, force: bool, meta: dict) -> RunFiles
         return files
     name = parallel.broadcast_text("")
     files = RunFiles(None, meta)
-    files.name = name  # type: ignore[attr-defined]
+    files.name = name
     return files
 
 
@@ -197,7 +198,7 @@ def _worker_summary(kind: str, files: RunFiles, seeds: list[int]) -> dict:
 
     from distillq import parallel
 
-    return {"kind": f"{kind}-worker", "run_dir": getattr(files, "name", None),
+    return {"kind": f"{kind}-worker", "run_dir": files.name,
             "process_id": jax.process_index(), "num_processes": parallel.process_count(),
             "seeds": seeds}
 

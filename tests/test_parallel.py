@@ -112,3 +112,36 @@ def test_incomplete_distributed_flags_are_a_usage_error(tmp_path):
     p = subprocess.run(EXE + ["train-teacher", "--coordinator", "127.0.0.1:1"],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert p.returncode == 2 and "need --coordinator, --num-processes and --process-id" in p.stderr
+
+
+def test_multi_process_interrupt_resumes_on_one_host(tmp_path):
+    """SIGINT to one process stops both (agreed at the chunk boundary); process 0 writes the
+    gathered full state; `--resume` continues it in a single process."""
+    import signal
+    import time
+
+    cfg = _cfg(tmp_path, total_steps=200_000, chunk_steps=32)
+    port = _free_port()
+    run = tmp_path / "mhi"
+    procs = [subprocess.Popen(
+        EXE + ["train-teacher", "-c", str(cfg), "--out", str(run), "-q",
+               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+               "--process-id", str(i)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(DISTILLQ_SHARD="0")) for i in (0, 1)]
+    t = time.time()
+    while time.time() - t < 300:
+        m = run / "metrics.jsonl"
+        if m.exists() and len(m.read_text().splitlines()) >= 8:
+            break
+        assert all(p.poll() is None for p in procs)
+        time.sleep(0.1)
+    procs[1].send_signal(signal.SIGINT)
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [130, 130], [e[-1500:] for _, e in outs]
+    for _, err in outs:
+        assert f"resume with: distillq train-teacher --resume {run}" in err
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and checkpoint.has_state(run)
+    res = _run(["train-teacher", "--resume", str(run), "-q"])
+    assert res["seeds"] == [0, 1, 2, 3] and len(res["evaluation"]["per_seed"]) == 4
