@@ -62,6 +62,18 @@ def _distributed(coordinator: str | None, num_processes: str | None,
     parallel.init(coordinator, n, i)
 
 
+def _resume(command: str, run_dir: str, quiet: bool) -> None:
+    """Continue an interrupted run of `command` (its saved config, nothing else)."""
+    from distillq import checkpoint
+
+    checkpoint.read_meta(run_dir)  # fail fast, before importing jax
+    from distillq import commands, runner
+
+    runner.protect_stdout()
+    runner.emit(getattr(commands, command)(None, resume=run_dir, show_progress=not quiet,
+                                           started=_STARTED))
+
+
 ResumeOpt = Annotated[str | None, typer.Option(
     "--resume", metavar="RUN", help="continue an interrupted run dir (bit-identical to an "
     "uninterrupted run; takes no other options)")]
@@ -132,13 +144,7 @@ def train_teacher(
     _only_resume(resume, config=config_path, seeds=seeds, seed=seed, env=env, steps=steps,
                  hidden=hidden, num_envs=num_envs, lr=lr, set=sets, out=out, force=force)
     if resume is not None:
-        checkpoint.read_meta(resume)  # fail fast, before importing jax
-        from distillq import commands, runner
-
-        runner.protect_stdout()
-        runner.emit(commands.train_teacher(None, resume=resume, show_progress=not quiet,
-                                           started=_STARTED))
-        return
+        return _resume("train_teacher", resume, quiet)
     over = _overrides(config_path, sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
                       hidden=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
@@ -201,13 +207,7 @@ def distill(
                  collect=collect, ensemble=ensemble, student=student, seeds=seeds, seed=seed,
                  steps=steps, lr=lr, config=config_path, set=sets, out=out, force=force)
     if resume is not None:
-        checkpoint.read_meta(resume)
-        from distillq import commands, runner
-
-        runner.protect_stdout()
-        runner.emit(commands.distill(None, resume=resume, show_progress=not quiet,
-                                     started=_STARTED))
-        return
+        return _resume("distill", resume, quiet)
 
     over = _overrides(config_path, sets, temp=temp, kl_mode=kl_mode, collect=collect,
                       hidden=student, seed=seed, total_steps=steps, lr=lr)

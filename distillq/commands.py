@@ -189,6 +189,26 @@ def _open_files(kind: str, out: str | None, force: bool, meta: dict) -> RunFiles
     return files
 
 
+def _begin(files: RunFiles, cfg, state, resuming: bool, n_local: int):
+    """Fresh run: write config.toml. Resume: restore the full state into `state`'s structure
+    and drop metrics rows written after it. Returns (state, t0, chunk0, prior train_s)."""
+    from distillq import parallel
+
+    t0 = chunk0 = 0
+    prior = 0.0
+    if resuming:
+        state, host = checkpoint.restore_state(files.dir, state)
+        t0, chunk0, prior = int(host["t"]), int(host["chunk"]), float(host["train_s"])
+        checkpoint.truncate_metrics(files.dir, chunk0)
+        files.meta["status"] = "running"
+    elif files.main:
+        checkpoint.write_text_atomic(files.dir / "config.toml", config.to_toml(cfg))
+    files.meta["devices"] = parallel.devices_used(n_local)
+    files.meta["processes"] = parallel.process_count()
+    files.write_meta()
+    return state, t0, chunk0, prior
+
+
 def _local(seq: list, sl: slice) -> list:
     return list(seq)[sl]
 
@@ -239,18 +259,7 @@ def train_teacher(cfg: config.TeacherConfig | None, *, out: str | None = None,
     local = _local(seeds, parallel.local_slice(len(seeds)))
     with _guard(files):
         state = parallel.shard(jax.jit(jax.vmap(trainer.init))(_stack_keys(local)))
-        t0 = chunk0 = 0
-        prior = 0.0
-        if resume is not None:
-            state, host = checkpoint.restore_state(files.dir, state)
-            t0, chunk0, prior = int(host["t"]), int(host["chunk"]), float(host["train_s"])
-            checkpoint.truncate_metrics(files.dir, chunk0)
-            meta["status"] = "running"
-        elif files.main:
-            checkpoint.write_text_atomic(files.dir / "config.toml", config.to_toml(cfg))
-        meta["devices"] = parallel.devices_used(len(local))
-        meta["processes"] = parallel.process_count()
-        files.write_meta()
+        state, t0, chunk0, prior = _begin(files, cfg, state, resume is not None, len(local))
         chunk = _jit_vmap(trainer.chunk, in_axes=(0, None), donate=(0,))
 
         def stop(m: dict) -> bool:
@@ -399,18 +408,8 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
         teacher_params, hyper = parallel.shard((teacher_params, hyper))
         state = parallel.shard(jax.jit(jax.vmap(distiller.init))(_stack_keys(local_seeds),
                                                                   teacher_params))
-        t0 = chunk0 = 0
-        prior = 0.0
-        if resume is not None:
-            state, host = checkpoint.restore_state(files.dir, state)
-            t0, chunk0, prior = int(host["t"]), int(host["chunk"]), float(host["train_s"])
-            checkpoint.truncate_metrics(files.dir, chunk0)
-            meta["status"] = "running"
-        elif files.main:
-            checkpoint.write_text_atomic(files.dir / "config.toml", config.to_toml(cfg))
-        meta["devices"] = parallel.devices_used(len(local_seeds))
-        meta["processes"] = parallel.process_count()
-        files.write_meta()
+        state, t0, chunk0, prior = _begin(files, cfg, state, resume is not None,
+                                          len(local_seeds))
         chunk = _jit_vmap(distiller.chunk, in_axes=(0, 0, 0, None), donate=(0,))
         target = None
         if cfg.stop_retention > 0:

@@ -26,8 +26,36 @@ def _f(default: Any, doc: str, **bounds: Any) -> Any:
     return field(default=default, metadata={"doc": doc, **bounds})
 
 
+class _Schedule:
+    """Derived loop sizes shared by the training configs (properties, never stored)."""
+
+    total_steps: int
+    num_envs: int
+    learning_starts: int
+    buffer_size: int
+    updates_per_step: int
+
+    @property
+    def total_iterations(self) -> int:
+        """Vectorised environment steps per seed (each is num_envs env steps)."""
+        return max(1, math.ceil(self.total_steps / self.num_envs))
+
+    @property
+    def warmup_iterations(self) -> int:
+        return math.ceil(self.learning_starts / self.num_envs)
+
+    @property
+    def buffer_rows(self) -> int:
+        """Replay capacity in vectorised steps (rows of num_envs transitions)."""
+        return max(1, math.ceil(self.buffer_size / self.num_envs))
+
+    @property
+    def total_updates(self) -> int:
+        return max(1, (self.total_iterations - self.warmup_iterations) * self.updates_per_step)
+
+
 @dataclass(frozen=True)
-class TeacherConfig:
+class TeacherConfig(_Schedule):
     """DQN teacher on a gymnax environment."""
 
     env: str = _f("CartPole-v1", "gymnax environment id")
@@ -62,24 +90,6 @@ class TeacherConfig:
     final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
     checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
                                 "(0 = only on SIGINT/SIGTERM)", min=0.0)
-
-    @property
-    def total_iterations(self) -> int:
-        """Vectorised environment steps per seed (each is num_envs env steps)."""
-        return max(1, math.ceil(self.total_steps / self.num_envs))
-
-    @property
-    def warmup_iterations(self) -> int:
-        return math.ceil(self.learning_starts / self.num_envs)
-
-    @property
-    def buffer_rows(self) -> int:
-        """Replay capacity in vectorised steps (rows of num_envs transitions)."""
-        return max(1, math.ceil(self.buffer_size / self.num_envs))
-
-    @property
-    def total_updates(self) -> int:
-        return max(1, (self.total_iterations - self.warmup_iterations) * self.updates_per_step)
 
     def check(self) -> None:
         _check_fields(self)
@@ -124,7 +134,7 @@ def parse_loss_term(term: str) -> tuple[str, tuple[float, ...]]:
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(_Schedule):
     """Student distilled from a teacher run."""
 
     seed: int = _f(0, "first seed of the students (student i learns from teacher seed i)", min=0)
@@ -195,26 +205,14 @@ class DistillConfig:
         return int(s), int(t)
 
     @property
-    def total_iterations(self) -> int:
-        return max(1, math.ceil(self.total_steps / self.num_envs))
-
-    @property
     def dataset_iterations(self) -> int:
         return max(1, math.ceil(self.dataset_steps / self.num_envs))
 
     @property
     def warmup_iterations(self) -> int:
-        if self.collect == "dataset":
+        if self.collect == "dataset":   # collect the whole dataset, then fit it
             return self.dataset_iterations
         return math.ceil(self.learning_starts / self.num_envs)
-
-    @property
-    def buffer_rows(self) -> int:
-        return max(1, math.ceil(self.buffer_size / self.num_envs))
-
-    @property
-    def total_updates(self) -> int:
-        return max(1, (self.total_iterations - self.warmup_iterations) * self.updates_per_step)
 
     def check(self) -> None:
         _check_fields(self)
