@@ -108,13 +108,23 @@ def _overrides(config_path: str | None, sets: list[str] | None, **flags: str | N
     return over
 
 
+def _read_stdin() -> str:
+    """Upstream JSON from stdin. The time spent waiting for it (the upstream command runs
+    meanwhile in a pipeline) is not counted in this command's wall_s."""
+    global _STARTED
+    t = time.perf_counter()
+    text = sys.stdin.read()
+    _STARTED += time.perf_counter() - t
+    return text
+
+
 def _stdin_run(what: str) -> str:
     from distillq.commands import read_upstream
 
     if sys.stdin is None or sys.stdin.isatty():
         raise DistillqError(f"no {what} given: pass it as an argument, or pipe the JSON output "
                             "of the previous distillq command into this one")
-    return read_upstream(sys.stdin.read())["run_dir"]
+    return read_upstream(_read_stdin())["run_dir"]
 
 
 @app.command("train-teacher")
@@ -310,7 +320,7 @@ def _stdin_runs() -> list[str]:
     if sys.stdin is None or sys.stdin.isatty():
         raise DistillqError("no run given: pass run dirs, or pipe the JSON output of a "
                             "distillq command into this one")
-    text = sys.stdin.read()
+    text = _read_stdin()
     for line in reversed(text.strip().splitlines()):
         try:
             obj = json.loads(line)

@@ -202,3 +202,17 @@ def test_fuzz_never_a_traceback(stubbed, args, stdin):
     if code == 2 and not err.lstrip().startswith("Usage"):
         lines = [x for x in err.splitlines() if x.strip()]
         assert len(lines) == 1 and lines[0].startswith("distillq: error: "), (args, err)
+
+
+def test_wall_time_excludes_waiting_for_upstream_stdin(monkeypatch):
+    """In a pipeline the downstream command starts at once and blocks on stdin: that wait
+    is not its own time (checked with a fake clock, not by timing)."""
+    clock = iter([100.0, 107.5])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(cli.sys, "stdin", io.StringIO('{"run_dir": "r"}\n'))
+    before = cli._STARTED
+    try:
+        assert cli._read_stdin() == '{"run_dir": "r"}\n'
+        assert cli._STARTED == pytest.approx(before + 7.5)
+    finally:
+        cli._STARTED = before
