@@ -69,3 +69,16 @@ def test_parse_sets():
     assert config.parse_sets(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(ConfigError):
         config.parse_sets(["novalue"])
+
+
+def test_readme_config_reference_lists_every_key():
+    """The README's config reference (scripts/config_reference.py) is kept in sync."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for cls in config.CONFIGS.values():
+        for f in dataclasses.fields(cls):
+            default = f.default
+            if isinstance(default, tuple):
+                default = ",".join(map(str, default))
+            assert f"| `{f.name}` | `{default}` |" in readme, f.name
