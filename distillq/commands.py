@@ -414,9 +414,9 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
         target = None
         if cfg.stop_retention > 0:
             if seed_index is None:   # the ensemble's own return, measured once up front
-                t_ev = parallel.gather(_jit_vmap(distiller.final_eval)(
-                    state.best_params, teacher_params, _eval_keys(local_seeds)))
-                target = cfg.stop_retention * np.asarray(t_ev["teacher_returns"]).mean(-1)
+                t_ret = parallel.gather(_jit_vmap(distiller.teacher_eval)(
+                    teacher_params, _eval_keys(local_seeds)))
+                target = cfg.stop_retention * np.asarray(t_ret).mean(-1)
             else:
                 target = cfg.stop_retention * np.array([t_returns[i] for i in seed_index])
 
@@ -553,22 +553,9 @@ def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
         else:
             teachers = load_teachers([str(p) for p in paths])
     if teachers is not None:
-        from distillq.distill import ensemble_mean_q
-
-        t_net = networks.build(teachers[0].meta["network"])
+        t_apply = networks.ensemble_apply(networks.build(teachers[0].meta["network"]).apply)
         t_params = student_teacher_params(teachers, meta["teacher"]["seed_index"], len(seeds))
-
-        def t_apply(tp, o):
-            return ensemble_mean_q(t_net.apply, tp, o)
-
-        s_roll = evaluate.make_rollout(env, net.apply, episodes, other_apply=t_apply)
-        t_roll = evaluate.make_rollout(env, t_apply, episodes)
-
-        def both(p, tp, k):
-            s = s_roll(p, k, tp)
-            return {**s, "teacher_returns": t_roll(tp, k)["returns"]}
-
-        fn = jax.jit(jax.vmap(both))
+        fn = jax.jit(jax.vmap(evaluate.make_comparison(env, net.apply, t_apply, episodes)))
         args = (params, t_params, keys)
     else:
         fn = jax.jit(jax.vmap(evaluate.make_rollout(env, net.apply, episodes)))

@@ -51,7 +51,8 @@ class Distiller(NamedTuple):
     teacher_net: networks.MLP
     init: Any
     chunk: Any
-    final_eval: Any
+    final_eval: Any      # (params, teacher_params, key) -> student vs teacher, same keys
+    teacher_eval: Any    # (teacher_params, key) -> the teacher (ensemble) alone
     objective: Any
 
 
@@ -60,11 +61,6 @@ def hyper_arrays(points: list[dict], names: tuple[str, ...]) -> dict:
     return {"temp": jnp.asarray([p["temp"] for p in points], jnp.float32),
             "weights": jnp.asarray([[p["weights"][n] for n in names] for p in points],
                                    jnp.float32)}
-
-
-def ensemble_mean_q(t_apply, teacher_params: Any, obs: jax.Array) -> jax.Array:
-    """Mean teacher Q-values over the ensemble axis: [..., A]."""
-    return jax.vmap(t_apply, in_axes=(0, None))(teacher_params, obs).mean(axis=0)
 
 
 def make_objective(cfg: DistillConfig, student: networks.MLP, teacher: networks.MLP):
@@ -121,7 +117,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
     net_spec = networks.spec(cfg.hidden, cfg.activation, env.obs_dim, env.num_actions)
     net = networks.build(net_spec)
     teacher = networks.build(teacher_spec)
-    apply, t_apply = net.apply, teacher.apply
+    apply, t_apply = net.apply, networks.ensemble_apply(teacher.apply)   # mean Q over K
     tx = optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)
     d, E, R, B = env.obs_dim, cfg.num_envs, cfg.buffer_rows, cfg.batch_size
     objective = make_objective(cfg, net, teacher)
@@ -133,10 +129,8 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         raise ConfigError(f"feature_layers: teacher layer {lt} does not exist in a "
                           f"{len(teacher_spec['hidden'])}-hidden-layer teacher")
     rollout = evaluate.make_rollout(env, apply, max(cfg.eval_episodes, 1))
-    final_rollout = evaluate.make_rollout(env, apply, cfg.final_episodes,
-                                          other_apply=lambda tp, o: ensemble_mean_q(t_apply, tp, o))
-    teacher_rollout = evaluate.make_rollout(
-        env, lambda tp, o: ensemble_mean_q(t_apply, tp, o), cfg.final_episodes)
+    final_eval = evaluate.make_comparison(env, apply, t_apply, cfg.final_episodes)
+    teacher_rollout = evaluate.make_rollout(env, t_apply, cfg.final_episodes)
 
     def init(key: jax.Array, teacher_params: Any) -> DistillState:
         """Student params, with the output bias set to the teacher's mean Q on the first
@@ -145,8 +139,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         k_net, k_env, k_run, k_proj = jax.random.split(key, 4)
         params = networks.init(net, k_net, d)
         obs, env_state = envs.reset(env, jax.random.split(k_env, E))
-        params = networks.set_output_bias(params, ensemble_mean_q(t_apply, teacher_params,
-                                                                  obs).mean(axis=0))
+        params = networks.set_output_bias(params, t_apply(teacher_params, obs).mean(axis=0))
         proj = {}
         if use_proj:
             n_t = jax.tree.leaves(teacher_params)[0].shape[0]
@@ -168,7 +161,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
     def behaviour(state: DistillState, teacher_params, t, key):
         """Actions of the collecting policy and the teacher's greedy actions."""
         k_eps, k_rand, k_mix = jax.random.split(key, 3)
-        t_greedy = jnp.argmax(ensemble_mean_q(t_apply, teacher_params, state.obs), -1)
+        t_greedy = jnp.argmax(t_apply(teacher_params, state.obs), -1)
         s_greedy = jnp.argmax(apply(state.params["student"], state.obs), -1)
         if cfg.collect in ("teacher", "dataset"):
             act = t_greedy
@@ -248,11 +241,8 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             metrics[f"loss_{name}"] = jnp.where(learning, parts[:, i], 0.0).sum() / n_learn
         return state._replace(key=key, best_params=best, best_return=best_ret), metrics
 
-    def final_eval(params, teacher_params, key):
-        """Student and teacher on the same episode keys, with fidelity on the student's states."""
-        s = final_rollout(params, key, teacher_params)
-        t = teacher_rollout(teacher_params, key)
-        return {"returns": s["returns"], "lengths": s["lengths"], "agree": s["agree"],
-                "teacher_returns": t["returns"]}
+    def teacher_eval(teacher_params, key):
+        return teacher_rollout(teacher_params, key)["returns"]
 
-    return Distiller(cfg, env, net, net_spec, teacher, init, chunk, final_eval, objective)
+    return Distiller(cfg, env, net, net_spec, teacher, init, chunk, final_eval, teacher_eval,
+                     objective)

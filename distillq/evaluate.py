@@ -44,6 +44,21 @@ def make_rollout(env: envs.Env, apply_fn: Callable, num_episodes: int,
     return rollout
 
 
+def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Callable,
+                    num_episodes: int) -> Callable:
+    """compare(params, teacher_params, key): the student's greedy episodes, the teacher's
+    action at every state the student visits (fidelity), and the teacher's own greedy
+    episodes on the same keys (same initial states)."""
+    student = make_rollout(env, student_apply, num_episodes, other_apply=teacher_apply)
+    teacher = make_rollout(env, teacher_apply, num_episodes)
+
+    def compare(params: Any, teacher_params: Any, key: jax.Array) -> dict:
+        s = student(params, key, teacher_params)
+        return {**s, "teacher_returns": teacher(teacher_params, key)["returns"]}
+
+    return compare
+
+
 def eval_key(seed: int) -> jax.Array:
     """The evaluation key of a seed: shared by train-teacher, distill and evaluate."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)

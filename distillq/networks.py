@@ -46,6 +46,14 @@ def init(net: MLP, key: jax.Array, obs_dim: int) -> Any:
     return net.init(key, jnp.zeros((obs_dim,), jnp.float32))
 
 
+def ensemble_apply(apply):
+    """(params with a leading ensemble axis K, obs) -> mean Q-values over the K networks."""
+    def mean_q(params: Any, obs: jax.Array) -> jax.Array:
+        return jax.vmap(apply, in_axes=(0, None))(params, obs).mean(axis=0)
+
+    return mean_q
+
+
 def param_count(net_spec: dict) -> int:
     """Number of parameters, computed from the spec alone."""
     sizes = [net_spec["obs_dim"], *net_spec["hidden"], net_spec["num_actions"]]

@@ -137,3 +137,25 @@ def test_distill_config_validation():
         tiny_distill(collect="dataset", dataset_steps=10_000)
     cfg = tiny_distill(loss=("kl=1", "feature=0,0.5"), temp=(0.01, 1.0))
     assert len(cfg.sweep_points) == 4
+
+
+def test_teacher_eval_is_the_comparison_s_teacher_side(teacher, cartpole):
+    """The ensemble's own return (used for stop_retention) equals what the student-vs-teacher
+    comparison reports for the teacher on the same keys."""
+    cfg = tiny_distill(ensemble=True)
+    d = distill.make_distiller(cfg, cartpole, teacher.meta["network"])
+    tparams = commands.student_teacher_params([teacher], None, 1)
+    sparams = jax.vmap(lambda k: distill.networks.init(d.net, k, 4))(
+        jax.random.PRNGKey(0)[None])
+    keys = jnp.stack([evaluate.eval_key(0)])
+    alone = jax.jit(jax.vmap(d.teacher_eval))(tparams, keys)
+    both = jax.jit(jax.vmap(d.final_eval))(sparams, tparams, keys)
+    np.testing.assert_array_equal(np.asarray(alone), np.asarray(both["teacher_returns"]))
+
+
+def test_ensemble_distill_with_stop_retention(teacher_run, tmp_path):
+    cfg = tiny_distill(ensemble=True, stop_retention=0.01, total_steps=1024)
+    out = commands.distill(cfg, [str(teacher_run[0])], out=str(tmp_path / "s"),
+                           show_progress=False)
+    assert out["stopped_early"] and out["students"] == 2
+    assert out["evaluation"]["per_seed"][0]["teacher_seed"] == "ensemble of 2"
