@@ -100,7 +100,7 @@ def _main(
     """distillq: knowledge distillation for deep RL."""
 
 
-def _overrides(config_path: str | None, sets: list[str] | None, **flags: str | None) -> dict:
+def _overrides(sets: list[str] | None, **flags: str | None) -> dict:
     from distillq import config
 
     over = config.parse_sets(sets)
@@ -155,7 +155,7 @@ def train_teacher(
                  hidden=hidden, num_envs=num_envs, lr=lr, set=sets, out=out, force=force)
     if resume is not None:
         return _resume("train_teacher", resume, quiet)
-    over = _overrides(config_path, sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
+    over = _overrides(sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
                       hidden=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
     checkpoint.check_writable_parent(out)
@@ -219,7 +219,7 @@ def distill(
     if resume is not None:
         return _resume("distill", resume, quiet)
 
-    over = _overrides(config_path, sets, temp=temp, kl_mode=kl_mode, collect=collect,
+    over = _overrides(sets, temp=temp, kl_mode=kl_mode, collect=collect,
                       hidden=student, seed=seed, total_steps=steps, lr=lr)
     if loss:
         over["loss"] = tuple(loss)

@@ -111,9 +111,6 @@ def _fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: l
     def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
         files.append_metrics(runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
 
-    def agree(flags: tuple[bool, ...]) -> tuple[bool, ...]:
-        return tuple(parallel.any_process(f) for f in flags)
-
     try:
         with runner.catch_signals() as flag:
             res = runner.run_chunks(
@@ -122,7 +119,8 @@ def _fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: l
                 num_envs=cfg.num_envs, seeds=seeds, desc=kind, stop=stop, on_chunk=on_chunk,
                 checkpoint=save, checkpoint_secs=cfg.checkpoint_secs, flag=flag,
                 show_progress=show_progress and files.main,
-                gather=parallel.gather if multi else None, agree=agree if multi else None)
+                gather=parallel.gather if multi else None,
+                agree=parallel.any_process if multi else None)
     except DivergedError as e:
         step = checkpoint.state_step(files.dir) if files.main else None
         msg = (f"{e}; the last good full-state checkpoint (env step "

@@ -87,21 +87,16 @@ def shard(tree: Any) -> Any:
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    if os.environ.get("DISTILLQ_SHARD", "1") == "0":
-        return tree
     leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return tree
-    n = leaves[0].shape[0]
-    devices = jax.local_devices()
-    d = max(k for k in range(1, len(devices) + 1) if n % k == 0)
+    d = devices_used(leaves[0].shape[0]) if leaves else 1
     if d <= 1:
         return tree
-    mesh = Mesh(np.array(devices[:d]), ("seed",))   # legacy Mesh: Auto axis types
+    mesh = Mesh(np.array(jax.local_devices()[:d]), ("seed",))   # legacy Mesh: Auto axis types
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("seed")))
 
 
 def devices_used(n: int) -> int:
+    """How many local devices n seeds are sharded over: the most that divide n evenly."""
     import jax
 
     if os.environ.get("DISTILLQ_SHARD", "1") == "0":
@@ -121,15 +116,17 @@ def gather(tree: Any) -> Any:
     return jax.device_get(multihost_utils.process_allgather(tree, tiled=True))
 
 
-def any_process(flag: bool) -> bool:
+def any_process(flags: tuple[bool, ...]) -> tuple[bool, ...]:
+    """Each flag OR-ed over all processes, in one all-gather."""
     import jax
     import numpy as np
 
     if jax.process_count() == 1:
-        return bool(flag)
+        return tuple(bool(f) for f in flags)
     from jax.experimental import multihost_utils
 
-    return bool(np.any(multihost_utils.process_allgather(np.array([flag]), tiled=True)))
+    g = np.asarray(multihost_utils.process_allgather(np.array([flags], bool), tiled=True))
+    return tuple(bool(x) for x in g.any(axis=0))
 
 
 def broadcast_text(text: str) -> str:
