@@ -216,3 +216,29 @@ def test_wall_time_excludes_waiting_for_upstream_stdin(monkeypatch):
         assert cli._STARTED == pytest.approx(before + 7.5)
     finally:
         cli._STARTED = before
+
+
+def test_student_finds_a_moved_teacher_and_survives_a_missing_one(runs, tmp_path):
+    """Teachers are found by relative path first (runs/ moved elsewhere); if none is found,
+    evaluate warns and reports the student alone instead of failing."""
+    teacher, student, _, _ = runs
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copytree(teacher, moved / teacher.name)
+    s = moved / "student"
+    shutil.copytree(student, s)
+    meta = json.loads((s / "meta.json").read_text())
+    for entry in meta["teacher"]["runs"]:
+        entry["run_dir"] = "/nonexistent/teacher"            # only the relative path is valid
+        entry["relative_run_dir"] = f"../{teacher.name}"
+    (s / "meta.json").write_text(json.dumps(meta))
+    code, out, err = invoke(["evaluate", str(s), "--episodes", "2"])
+    assert code == 0, err
+    (res,) = json.loads(out)["results"]
+    assert res["teacher"] == [str((moved / teacher.name).resolve())]
+    assert "retention" in res["evaluation"]["overall"]
+    shutil.rmtree(moved / teacher.name)
+    code, out, err = invoke(["evaluate", str(s), "--episodes", "2"])
+    assert code == 0 and "teacher run of" in err and "missing" in err
+    (res,) = json.loads(out)["results"]
+    assert "teacher" not in res and "retention" not in res["evaluation"]["overall"]
