@@ -34,11 +34,14 @@ def catch_signals():
     flag = StopFlag()
 
     def handler(signum, _frame):
-        if flag.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: give up waiting
+        # Python runs this only between bytecodes, i.e. after the running jitted chunk: a
+        # repeated signal cannot cut the chunk short, so it just waits for the checkpoint too
+        # (kill -9 abandons the run; --resume then uses the last periodic checkpoint)
+        again = flag.signum is not None
         flag.signum = signum
-        console.print(f"[yellow]{signal.Signals(signum).name}: finishing the current chunk, "
-                      "then writing a checkpoint...[/yellow]")
+        console.print(f"[yellow]{signal.Signals(signum).name}: "
+                      f"{'still ' if again else ''}finishing the current chunk, then writing a "
+                      "checkpoint...[/yellow]")
 
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in old:

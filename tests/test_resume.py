@@ -157,3 +157,17 @@ def test_resume_refusals(reference, tmp_path):
     assert "resume it with `distillq train-teacher" in bad(["distill", "--resume",
                                                             str(d / "ref")])
     assert "run dir not found" in bad(["distill", "--resume", str(tmp_path / "none")])
+
+
+def test_repeated_sigint_still_checkpoints(reference, tmp_path):
+    """A second Ctrl-C must not lose the interrupted state."""
+    _, cfg = reference
+    run = tmp_path / "twice"
+    proc = _start(["train-teacher", "-c", str(cfg), "--out", str(run), "-q"])
+    _wait_rows(run, 6, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and checkpoint.has_state(run)
