@@ -35,7 +35,7 @@ STATE = "state"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
 RUNS_ROOT = Path("runs")
-# What orbax/tensorstore raise on damaged checkpoints (STACK.md §4).
+# What orbax/tensorstore raise on damaged checkpoints, measured with orbax-checkpoint 0.12.8.
 CHECKPOINT_ERRORS = (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError, OSError,
                      TypeError, AttributeError)
 
@@ -46,8 +46,8 @@ def _is_closed_loop_noise(exc: BaseException | None) -> bool:
 
 def _install_noise_filter() -> None:
     """Drop the benign 'RuntimeError: Event loop is closed' that tensorstore callbacks raise
-    from their own threads after a failed orbax restore (STACK.md §4). Everything else still
-    reaches the original hooks."""
+    from their own threads after a failed orbax restore (orbax-checkpoint 0.12.8). Everything
+    else still reaches the original hooks."""
     import threading
 
     if getattr(sys, "_distillq_noise_filter", False):
@@ -426,28 +426,38 @@ def _map_meta(tree: Any, fn) -> Any:
 
 
 def _check_params(p: Path, params: Any, meta: dict) -> None:
+    """The params must have exactly the shapes the network spec gives (per seed)."""
     import jax
 
     from distillq import networks
 
-    spec = meta["network"]
     n_seeds = len(meta["seeds"])
     try:
-        expected = networks.param_count(spec)
-        leaves = jax.tree.leaves(params)
-        got = sum(int(x.size) for x in leaves) // max(n_seeds, 1)
-        ok = all(x.shape[0] == n_seeds for x in leaves)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        expected = networks.abstract_params(meta["network"])
+    except Exception:  # noqa: BLE001 (any malformed spec: unknown type, missing or bad fields)
         raise RunDirError(f"corrupted {META} in {p}: bad network spec") from None
-    if not ok or got != expected:
+    want = {jax.tree_util.keystr(k): (n_seeds, *v.shape)
+            for k, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    got = {jax.tree_util.keystr(k): tuple(getattr(v, "shape", ()))
+           for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    if want != got:
         raise RunDirError(f"damaged checkpoint in {p}: params do not match the network spec")
 
 
-def resolve_teacher_path(student_meta: dict, student_dir: Path) -> Path:
-    t = student_meta.get("teacher", {}).get("run_dir")
-    if not t:
-        raise RunDirError(f"{student_dir}: student metadata names no teacher run")
-    tp = Path(t)
-    if not tp.is_absolute():
-        tp = (Path(student_dir) / tp).resolve()
-    return tp
+def find_teachers(meta: dict, student_dir: Path) -> list[Path] | None:
+    """The teacher run dirs of a student: relative path first (runs/ moved), then absolute.
+    None when any of them is missing."""
+    found = []
+    for entry in meta.get("teacher", {}).get("runs", []):
+        for cand in (entry.get("relative_run_dir"), entry.get("run_dir")):
+            if not cand:
+                continue
+            p = Path(cand)
+            if not p.is_absolute():
+                p = (Path(student_dir).resolve() / p).resolve()
+            if (p / META).exists():
+                found.append(p)
+                break
+        else:
+            return None
+    return found or None

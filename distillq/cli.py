@@ -17,7 +17,7 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from distillq import __version__  # noqa: E402
+from distillq import __version__, registry  # noqa: E402
 from distillq.errors import ConfigError, DistillqError, Interrupted  # noqa: E402
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+_LOSS_HELP = "; ".join(f"{kind}: {', '.join(registry.losses_of_kind(kind))}"
+                       for kind in registry.LOSS_KINDS if registry.losses_of_kind(kind))
 Int = Annotated[str | None, typer.Option(metavar="N", show_default=False)]
 Float = Annotated[str | None, typer.Option(metavar="X", show_default=False)]
 ConfigOpt = Annotated[str | None, typer.Option(
@@ -54,9 +56,9 @@ PidOpt = Annotated[str | None, typer.Option(
 
 def _distributed(coordinator: str | None, num_processes: str | None,
                  process_id: str | None) -> None:
-    from distillq import config, parallel, runner
+    from distillq import config, parallel, pipes
 
-    runner.protect_stdout()   # before gloo can print on fd 1
+    pipes.protect_stdout()   # before gloo can print on fd 1
     n = None if num_processes is None else config.coerce("num_processes", num_processes, int)
     i = None if process_id is None else config.coerce("process_id", process_id, int)
     parallel.init(coordinator, n, i)
@@ -67,10 +69,10 @@ def _resume(command: str, run_dir: str, quiet: bool) -> None:
     from distillq import checkpoint
 
     checkpoint.read_meta(run_dir)  # fail fast, before importing jax
-    from distillq import commands, runner
+    from distillq import commands, pipes
 
-    runner.protect_stdout()
-    runner.emit(getattr(commands, command)(None, resume=run_dir, show_progress=not quiet,
+    pipes.protect_stdout()
+    pipes.emit(getattr(commands, command)(None, resume=run_dir, show_progress=not quiet,
                                            started=_STARTED))
 
 
@@ -119,7 +121,7 @@ def _read_stdin() -> str:
 
 
 def _stdin_run(what: str) -> str:
-    from distillq.commands import read_upstream
+    from distillq.pipes import read_upstream
 
     if sys.stdin is None or sys.stdin.isatty():
         raise DistillqError(f"no {what} given: pass it as an argument, or pipe the JSON output "
@@ -136,7 +138,9 @@ def train_teacher(
     env: Annotated[str | None, typer.Option(metavar="ID", help="gymnax env id")] = None,
     steps: Annotated[str | None, typer.Option(
         metavar="N", help="max env steps per seed (total_steps)")] = None,
-    hidden: Annotated[str | None, typer.Option(metavar="W,W", help="hidden sizes")] = None,
+    hidden: Annotated[str | None, typer.Option(
+        "--hidden", "--network", metavar="NET",
+        help="teacher network: 128,64 (MLP sizes), linear, cnn or cnn:C,H")] = None,
     num_envs: Annotated[str | None, typer.Option(metavar="N", help="envs per seed")] = None,
     lr: Annotated[str | None, typer.Option(metavar="X", help="learning rate")] = None,
     sets: SetOpt = None,
@@ -156,15 +160,15 @@ def train_teacher(
     if resume is not None:
         return _resume("train_teacher", resume, quiet)
     over = _overrides(sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
-                      hidden=hidden, num_envs=num_envs, lr=lr)
+                      network=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
     checkpoint.check_writable_parent(out)
     _distributed(coordinator, num_processes, process_id)
-    from distillq import commands, runner
+    from distillq import commands, pipes
 
-    runner.protect_stdout()
+    pipes.protect_stdout()
 
-    runner.emit(commands.train_teacher(cfg, out=out, force=force, show_progress=not quiet,
+    pipes.emit(commands.train_teacher(cfg, out=out, force=force, show_progress=not quiet,
                                        started=_STARTED))
 
 
@@ -176,8 +180,8 @@ def distill(
         "stdin)")] = None,
     loss: Annotated[list[str] | None, typer.Option(
         metavar="NAME[=W]",
-        help="loss term: mse, kl, ce, feature, rkd_distance, rkd_angle, with an optional "
-        "weight (W1,W2,... sweeps it); repeat to sum terms: --loss kl=1 --loss feature=0.5")
+        help=f"loss term ({_LOSS_HELP}) with an optional weight (W1,W2,... sweeps it); repeat "
+        "to sum terms: --loss kl=1 --loss feature=0.5")
     ] = None,
     temp: Annotated[str | None, typer.Option(
         metavar="T[,T...]", help="kl temperature; a list sweeps it: --temp 0.01,0.1,1")] = None,
@@ -193,7 +197,8 @@ def distill(
         help="each student learns from the ensemble of all teacher seeds and runs",
         show_default=False)] = None,
     student: Annotated[str | None, typer.Option(
-        metavar="W,W", help="student hidden sizes, e.g. 64,32 or 16")] = None,
+        metavar="NET", help="student network: 64,32 or 16 (MLP sizes), linear, cnn or "
+        "cnn:C,H; its family may differ from the teacher's")] = None,
     seeds: Annotated[str | None, typer.Option(
         metavar="N", help="students per sweep point (default: one per teacher seed)")] = None,
     seed: Annotated[str | None, typer.Option(metavar="N", help="first student seed")] = None,
@@ -220,12 +225,12 @@ def distill(
         return _resume("distill", resume, quiet)
 
     over = _overrides(sets, temp=temp, kl_mode=kl_mode, collect=collect,
-                      hidden=student, seed=seed, total_steps=steps, lr=lr)
+                      network=student, seed=seed, total_steps=steps, lr=lr)
     if loss:
         over["loss"] = tuple(loss)
     if ensemble is not None:
         over["ensemble"] = ensemble
-    cfg = config.load("distill", config_path, over)
+    config.load("distill", config_path, over)   # fail fast, before waiting for stdin
     n_seeds = None
     if seeds is not None:
         n_seeds = config.coerce("seeds", seeds, int)
@@ -238,12 +243,13 @@ def distill(
         if env is not None and meta["env"] != env:
             raise DistillqError(f"env mismatch: teacher {t} was trained on {meta['env']}, "
                                 f"not {env}")
+    cfg = config.load("distill", config_path, over, env=meta["env"])   # + the env's defaults
     _distributed(coordinator, num_processes, process_id)
-    from distillq import commands, runner
+    from distillq import commands, pipes
 
-    runner.protect_stdout()
+    pipes.protect_stdout()
 
-    runner.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
+    pipes.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
                                  show_progress=not quiet, started=_STARTED))
 
 
@@ -264,9 +270,9 @@ def evaluate(
     paths = list(runs) if runs else [_stdin_run("run")]
     for p in paths:
         checkpoint.read_meta(p)  # fail fast, before importing jax
-    from distillq import commands, runner
+    from distillq import commands, pipes
 
-    runner.protect_stdout()
+    pipes.protect_stdout()
 
     t0 = time.perf_counter()
     out = commands.evaluate_runs(paths, episodes=n)
@@ -274,7 +280,7 @@ def evaluate(
     out["eval_wall_s"] = round(time.perf_counter() - t0, 3)
     if len(out["results"]) == 1:  # a single run: its summary also sits at the top level
         out["run_dir"] = out["results"][0]["run_dir"]
-    runner.emit(out)
+    pipes.emit(out)
 
 
 @app.command("report")
@@ -294,10 +300,10 @@ def report(
         checkpoint.read_meta(p)
     from pathlib import Path
 
+    from distillq import pipes
     from distillq import report as R
-    from distillq import runner
 
-    runner.protect_stdout()
+    pipes.protect_stdout()
 
     if out is None:
         out_dir, lock = checkpoint.new_run_dir("report")
@@ -310,30 +316,17 @@ def report(
             raise DistillqError(f"{out_dir} exists and is not a directory")
     result = R.make_report(paths, out_dir)
     result.pop("table")
-    runner.emit(result)
+    pipes.emit(result)
 
 
 def _stdin_runs() -> list[str]:
     """Run dirs from upstream JSON: evaluate's results, or a single run_dir."""
-    import json
-
     if sys.stdin is None or sys.stdin.isatty():
         raise DistillqError("no run given: pass run dirs, or pipe the JSON output of a "
                             "distillq command into this one")
-    text = _read_stdin()
-    for line in reversed(text.strip().splitlines()):
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("results"), list):
-            dirs = [r.get("run_dir") for r in obj["results"] if isinstance(r, dict)]
-            if dirs and all(isinstance(d, str) for d in dirs):
-                return dirs
-        break
-    from distillq.commands import read_upstream
+    from distillq.pipes import upstream_runs
 
-    return [read_upstream(text)["run_dir"]]
+    return upstream_runs(_read_stdin())
 
 
 def _fail(msg: str, code: int) -> None:
@@ -345,7 +338,7 @@ def _fail(msg: str, code: int) -> None:
 def _silence_stderr_after_message() -> None:
     """After the one-line error, send fd 2 to /dev/null: orbax/tensorstore threads print
     'RuntimeError: Event loop is closed' tracebacks at interpreter shutdown after a failed
-    restore (STACK.md §4); they are not fatal and must not follow our one line."""
+    restore (orbax-checkpoint 0.12.8); they are not fatal and must not follow our one line."""
     try:
         sys.stderr.flush()
         if sys.stderr is not sys.__stderr__:   # in-process callers (tests) keep their stderr

@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distillq import registry
 from distillq.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+ENV_CONFIG_DIR = CONFIG_DIR / "envs"
+# Keys renamed since earlier versions, still accepted in config files, --set and the saved
+# config of older runs.
+ALIASES = {"hidden": "network"}
+NETWORK_DOC = ("W,W,... (MLP hidden sizes), linear (no hidden layer) or cnn[:C,H,...] "
+               "(MinAtar CNN)")
 
 
 def _f(default: Any, doc: str, **bounds: Any) -> Any:
@@ -61,7 +68,7 @@ class TeacherConfig(_Schedule):
     env: str = _f("CartPole-v1", "gymnax environment id")
     seed: int = _f(0, "first seed; seeds are seed, seed+1, ... (a vmap axis)", min=0)
     seeds: int = _f(4, "number of independent seeds trained in one vmapped call", min=1)
-    hidden: tuple[int, ...] = _f((128, 64), "teacher MLP hidden layer sizes", min=1)
+    network: str = _f("128,64", "teacher network: " + NETWORK_DOC, network=True)
     activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
     num_envs: int = _f(16, "parallel environments per seed", min=1)
     total_steps: int = _f(100_000, "maximum environment steps per seed", min=1)
@@ -108,8 +115,7 @@ class TeacherConfig(_Schedule):
                               f"({self.total_steps})")
 
 
-LOSSES = ("mse", "kl", "ce", "feature", "rkd_distance", "rkd_angle")
-OUTPUT_LOSSES = ("mse", "kl", "ce")
+LOSSES = tuple(registry.LOSSES)
 COLLECT = ("teacher", "student", "mixed", "dataset")
 
 
@@ -138,7 +144,8 @@ class DistillConfig(_Schedule):
     """Student distilled from a teacher run."""
 
     seed: int = _f(0, "first seed of the students (student i learns from teacher seed i)", min=0)
-    hidden: tuple[int, ...] = _f((64, 32), "student MLP hidden layer sizes", min=1)
+    network: str = _f("64,32", "student network (its family may differ from the teacher's): "
+                      + NETWORK_DOC, network=True)
     activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
     loss: tuple[str, ...] = _f(("kl",), "loss terms NAME[=WEIGHT[,WEIGHT...]] summed with their "
                                "weights (several weights: a sweep axis); names: "
@@ -220,19 +227,21 @@ class DistillConfig(_Schedule):
         if len(set(self.term_names)) != len(terms):
             raise ConfigError("loss: each loss may appear once (give several weights as "
                               "NAME=W1,W2 for a sweep)")
-        if not any(n in OUTPUT_LOSSES for n in self.term_names):
-            raise ConfigError("loss: needs at least one output loss (mse, kl or ce): feature "
-                              "and relation losses alone do not train the Q-values")
+        trains_q = registry.losses_of_kind(*registry.TRAINS_Q)
+        if not any(n in trains_q for n in self.term_names):
+            raise ConfigError(f"loss: needs at least one output loss ({', '.join(trains_q)}): "
+                              "feature and relation losses alone do not train the Q-values")
         parts = self.feature_layers.split(":")
         try:
             ls, lt = (int(x) for x in parts)
         except ValueError:
             raise ConfigError(f"feature_layers: expected STUDENT:TEACHER integers, got "
                               f"{self.feature_layers!r}") from None
-        if any(n in ("feature", "rkd_distance", "rkd_angle") for n in self.term_names):
-            if not -len(self.hidden) <= ls < len(self.hidden):
+        if any(n in registry.losses_of_kind("hidden") for n in self.term_names):
+            n_layers = registry.hidden_layers(registry.parse_network(self.network))
+            if not -n_layers <= ls < n_layers:
                 raise ConfigError(f"feature_layers: student layer {ls} does not exist in a "
-                                  f"{len(self.hidden)}-hidden-layer student")
+                                  f"student with {n_layers} hidden layers ({self.network})")
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) is larger than buffer_size "
                               f"({self.buffer_size})")
@@ -282,6 +291,11 @@ def _check_value(name: str, value: Any, hint: Any, meta: Any) -> None:
             raise ConfigError(f"{name}: must be > {meta['gt']}, got {v}")
         if "max" in meta and v > meta["max"]:
             raise ConfigError(f"{name}: must be <= {meta['max']}, got {v}")
+    if meta.get("network"):
+        try:
+            registry.parse_network(value)
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{name}: must be one of {', '.join(meta['choices'])}; got {value!r}")
 
@@ -316,6 +330,8 @@ def coerce(name: str, value: Any, hint: Any, sep: str = ",") -> Any:
                 raise ValueError
             return float(value)
         if hint is str:
+            if isinstance(value, (list, tuple)) and name == "network":   # [64, 32] = "64,32"
+                return ",".join(str(coerce(name, v, int)) for v in value)
             if not isinstance(value, str):
                 raise ValueError
             return value
@@ -351,6 +367,7 @@ def build(cls: type, values: dict[str, Any], *, source: str = "") -> Any:
     hints = _hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     where = f" in {source}" if source else ""
+    values = {ALIASES.get(k, k) if ALIASES.get(k) in known else k: v for k, v in values.items()}
     for key in values:
         if key not in known:
             close = [k for k in known if k.startswith(key[:3])]
@@ -387,16 +404,60 @@ def default_path(kind: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """Config of `kind` from `path` (default: configs/<kind>.toml), then `overrides` on top."""
+def env_file(env: str) -> Path:
+    return ENV_CONFIG_DIR / f"{env}.toml"
+
+
+def read_env_file(env: str) -> dict[str, Any]:
+    """configs/envs/<env>.toml as {"env": {...}, "teacher": {...}, "distill": {...}}; {} when
+    the env has no defaults of its own."""
+    p = env_file(env)
+    if not p.is_file():
+        return {}
+    try:
+        data = tomllib.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"malformed env config {p}: {e}") from None
+    unknown = set(data) - {"env", *CONFIGS}
+    if unknown:
+        raise ConfigError(f"unknown table [{sorted(unknown)[0]}] in {p}")
+    return data
+
+
+def env_target(env: str) -> float | None:
+    """The env's target: the mean greedy return (100 episodes) that counts as solved."""
+    t = read_env_file(env).get("env", {}).get("target")
+    return None if t is None else float(t)
+
+
+def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+         *, env: str | None = None) -> Any:
+    """Config of `kind`, each layer over the one before: the defaults (configs/<kind>.toml),
+    the env's own defaults (configs/envs/<env>.toml, table [<kind>]), the user's file
+    `path`, then `overrides` (--set and flags). The env is `env` (distill: the teacher's),
+    else the one the overrides, the user's file or the defaults name."""
     cls = CONFIGS[kind]
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    base = default_path(kind)
+    layers: list[tuple[dict[str, Any], str]] = []
+    if base is not None:
+        layers.append((read_toml(base), str(base)))
+    user = read_toml(Path(path)) if path is not None else None
+    if env is None and "env" in {f.name for f in dataclasses.fields(cls)}:
+        env = str(over.get("env") or (user or {}).get("env")
+                  or (layers[0][0] if layers else {}).get("env") or cls.env)
+    if env is not None:
+        env_values = read_env_file(env).get(kind, {})
+        if env_values:
+            layers.append((env_values, str(env_file(env))))
+    if user is not None:
+        layers.append((user, str(path)))
     values: dict[str, Any] = {}
-    src = Path(path) if path is not None else default_path(kind)
-    if src is not None:
-        values.update(read_toml(src))
-        build(cls, values, source=str(src))  # report file errors against the file
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return build(cls, values, source=str(src) if src else "")
+    for layer, source in layers:
+        values.update(layer)
+        build(cls, values, source=source)   # report a file's errors against that file
+    values.update(over)
+    return build(cls, values, source=layers[-1][1] if layers else "")
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:

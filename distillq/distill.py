@@ -25,15 +25,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from distillq import envs, evaluate, losses, networks, replay
+from distillq import envs, evaluate, losses, networks, registry, replay, training
 from distillq.config import DistillConfig
 from distillq.dqn import optimizer
-
-HIDDEN_LOSSES = ("feature", "rkd_distance", "rkd_angle")
+from distillq.errors import ConfigError
 
 
 class DistillState(NamedTuple):
-    params: Any          # {"student": student params, "proj": FitNets projections or {}}
+    params: Any          # {"student": student params, "terms": {loss name: its own params}}
     opt_state: Any
     buffer: jax.Array
     env_state: Any
@@ -46,14 +45,14 @@ class DistillState(NamedTuple):
 class Distiller(NamedTuple):
     cfg: DistillConfig
     env: envs.Env
-    net: networks.MLP
     net_spec: dict
-    teacher_net: networks.MLP
+    layout: replay.Layout
     init: Any
     chunk: Any
     final_eval: Any      # (params, teacher_params, key) -> student vs teacher, same keys
     teacher_eval: Any    # (teacher_params, key) -> the teacher (ensemble) alone
-    objective: Any
+    behaviour: Any       # (state, teacher_params, t, key) -> (acting, teacher's, student's)
+    update: Any          # one gradient update on a buffer (tests drive it directly)
 
 
 def hyper_arrays(points: list[dict], names: tuple[str, ...]) -> dict:
@@ -63,72 +62,62 @@ def hyper_arrays(points: list[dict], names: tuple[str, ...]) -> dict:
                                    jnp.float32)}
 
 
-def make_objective(cfg: DistillConfig, student: networks.MLP, teacher: networks.MLP):
-    """objective(train_params, teacher_params[K], obs[B], hyper) -> (loss, per-term losses)."""
-    names = cfg.term_names
-    ls, lt = cfg.layer_pair
-    need_hidden = any(n in HIDDEN_LOSSES for n in names)
-    rusu = cfg.kl_mode == "rusu"
-    n_angle = min(cfg.rkd_angle_batch, cfg.batch_size)
+def teacher_prob(cfg: DistillConfig, t: jax.Array) -> jax.Array:
+    """Probability that the teacher acts at iteration t: 1 for collect=teacher/dataset, 0 for
+    student, and for mixed beta(t) = 1 - t / (mix_fraction * total_iterations), clipped."""
+    if cfg.collect in ("teacher", "dataset"):
+        return jnp.float32(1.0)
+    if cfg.collect == "student":
+        return jnp.float32(0.0)
+    return jnp.clip(1.0 - t / (cfg.mix_fraction * cfg.total_iterations), 0.0, 1.0)
 
-    def objective(train_params, teacher_params, obs, hyper):
+
+def make_objective(cfg: DistillConfig, student: Any, teacher: Any):
+    """objective(train_params, teacher_params[K], batch, hyper) -> (loss, per-term losses).
+
+    Every term comes from registry.LOSSES; `batch` is a replay.Transition of sampled states.
+    """
+    names = cfg.term_names
+    terms = [registry.load(registry.LOSSES[n].impl) for n in names]
+    need_hidden = any(registry.LOSSES[n].kind == "hidden" for n in names)
+    ls, lt = cfg.layer_pair
+
+    def objective(train_params, teacher_params, batch, hyper):
+        obs = batch.obs
         s_q, s_hs = student.apply(train_params["student"], obs, return_hidden=True)
         t_q, t_hs = jax.vmap(lambda p: teacher.apply(p, obs, return_hidden=True))(teacher_params)
-        t_q = jax.lax.stop_gradient(t_q)                          # [K, B, A]
-        k = t_q.shape[0]
-        temp = hyper["temp"]
-        if need_hidden:
-            s_h = s_hs[ls]
-            t_h = jax.lax.stop_gradient(t_hs[lt])                 # [K, B, H]
-        parts = []
-        for name in names:
-            if name == "mse":
-                part = losses.mse(s_q, t_q.mean(0))
-            elif name == "kl" and k == 1:
-                part = (losses.kl_rusu(s_q, t_q[0], temp) if rusu
-                        else losses.kl(s_q, t_q[0], temp))
-            elif name == "kl":                                   # mixture of teacher policies
-                p = jax.nn.softmax(t_q / temp, axis=-1).mean(0)
-                part = (losses.kl_probs(s_q, p) if rusu
-                        else temp**2 * losses.kl_probs(s_q / temp, p))
-            elif name == "ce" and k == 1:
-                part = losses.ce(s_q, t_q[0])
-            elif name == "ce":                                   # mixture of greedy policies
-                part = losses.soft_ce(s_q, losses.greedy_probs(t_q).mean(0))
-            elif name == "feature":
-                pr = train_params["proj"]
-                part = jax.vmap(losses.feature, in_axes=(None, 0, 0, 0))(
-                    s_h, t_h, pr["w"], pr["b"]).mean()
-            elif name == "rkd_distance":
-                part = jax.vmap(losses.rkd_distance, in_axes=(None, 0))(s_h, t_h).mean()
-            elif name == "rkd_angle":
-                part = jax.vmap(losses.rkd_angle, in_axes=(None, 0))(
-                    s_h[:n_angle], t_h[:, :n_angle]).mean()
-            else:  # pragma: no cover (config validation)
-                raise ValueError(name)
-            parts.append(part)
-        parts = jnp.stack(parts)
+        x = losses.TermInputs(
+            batch=batch, student_q=s_q, teacher_q=jax.lax.stop_gradient(t_q),   # [K, B, A]
+            student_h=s_hs[ls] if need_hidden else None,
+            teacher_h=jax.lax.stop_gradient(t_hs[lt]) if need_hidden else None,
+            temp=hyper["temp"], cfg=cfg)
+        parts = jnp.stack([term(x, train_params["terms"].get(name))
+                           for name, term in zip(names, terms, strict=True)])
         return jnp.sum(hyper["weights"] * parts), parts
 
     return objective
 
 
 def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Distiller:
-    net_spec = networks.spec(cfg.hidden, cfg.activation, env.obs_dim, env.num_actions)
+    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions)
     net = networks.build(net_spec)
     teacher = networks.build(teacher_spec)
     apply, t_apply = net.apply, networks.ensemble_apply(teacher.apply)   # mean Q over K
     tx = optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)
-    d, E, R, B = env.obs_dim, cfg.num_envs, cfg.buffer_rows, cfg.batch_size
+    E, R, B = cfg.num_envs, cfg.buffer_rows, cfg.batch_size
+    layout = replay.Layout(env.obs_shape)
     objective = make_objective(cfg, net, teacher)
     ls, lt = cfg.layer_pair
-    use_proj = "feature" in cfg.term_names
-    if use_proj and not -len(teacher_spec["hidden"]) <= lt < len(teacher_spec["hidden"]):
-        from distillq.errors import ConfigError
-
-        raise ConfigError(f"feature_layers: teacher layer {lt} does not exist in a "
-                          f"{len(teacher_spec['hidden'])}-hidden-layer teacher")
-    rollout = evaluate.make_rollout(env, apply, max(cfg.eval_episodes, 1))
+    with_params = [n for n in cfg.term_names if registry.LOSSES[n].params]
+    dims = None            # (student, teacher) feature sizes of the feature_layers pair
+    if any(registry.LOSSES[n].kind == "hidden" for n in cfg.term_names):
+        s_sizes, t_sizes = networks.hidden_sizes(net_spec), networks.hidden_sizes(teacher_spec)
+        if not -len(t_sizes) <= lt < len(t_sizes):
+            raise ConfigError(f"feature_layers: teacher layer {lt} does not exist in a teacher "
+                              f"with {len(t_sizes)} hidden layers")
+        dims = (s_sizes[ls], t_sizes[lt])
+    rollout = (evaluate.make_rollout(env, apply, cfg.eval_episodes) if cfg.eval_episodes > 0
+               else None)
     final_eval = evaluate.make_comparison(env, apply, t_apply, cfg.final_episodes)
     teacher_rollout = evaluate.make_rollout(env, t_apply, cfg.final_episodes)
 
@@ -136,30 +125,28 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         """Student params, with the output bias set to the teacher's mean Q on the first
         states: Q-values of ~100 (CartPole, gamma 0.99) are otherwise reached only by blowing
         up the weights, which leaves an MSE student unable to resolve small action gaps."""
-        k_net, k_env, k_run, k_proj = jax.random.split(key, 4)
-        params = networks.init(net, k_net, d)
+        k_net, k_env, k_run, k_terms = jax.random.split(key, 4)
+        params = networks.init(net, k_net, env.obs_shape)
         obs, env_state = envs.reset(env, jax.random.split(k_env, E))
         params = networks.set_output_bias(params, t_apply(teacher_params, obs).mean(axis=0))
-        proj = {}
-        if use_proj:
-            n_t = jax.tree.leaves(teacher_params)[0].shape[0]
-            hs, ht = cfg.hidden[ls], teacher_spec["hidden"][lt]
-            w = jax.random.normal(k_proj, (n_t, hs, ht)) / jnp.sqrt(hs)
-            proj = {"w": w, "b": jnp.zeros((n_t, ht))}
-        train = {"student": params, "proj": proj}
-        return DistillState(train, tx.init(train), replay.init(R, E, d), env_state, obs, k_run,
-                            params, jnp.asarray(-jnp.inf, jnp.float32))
+        k = jax.tree.leaves(teacher_params)[0].shape[0]
+        keys = jax.random.split(k_terms, len(with_params)) if len(with_params) > 1 else [k_terms]
+        terms = {n: registry.load(registry.LOSSES[n].params)(kk, *dims, k)
+                 for n, kk in zip(with_params, keys, strict=False)}
+        train = {"student": params, "terms": terms}
+        return DistillState(train, tx.init(train), replay.init(R, E, layout.width), env_state,
+                            obs, k_run, params, jnp.asarray(-jnp.inf, jnp.float32))
 
     def update(train, opt_state, teacher_params, hyper, buffer, t_written, key):
-        rows, env_idx = replay.sample_indices(key, t_written, R, E, B, 1)
-        obs = replay.gather(buffer, rows, env_idx)[:, 0]
+        batch = replay.sample(buffer, layout, key, t_written, B, 1)
+        batch = jax.tree.map(lambda x: x[:, 0], batch)
         (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(
-            train, teacher_params, obs, hyper)
-        updates, opt_state = tx.update(grads, opt_state, train)
-        return optax.apply_updates(train, updates), opt_state, loss, parts
+            train, teacher_params, batch, hyper)
+        upd, opt_state = tx.update(grads, opt_state, train)
+        return optax.apply_updates(train, upd), opt_state, loss, parts
 
     def behaviour(state: DistillState, teacher_params, t, key):
-        """Actions of the collecting policy and the teacher's greedy actions."""
+        """Actions of the collecting policy, the teacher's and the student's greedy ones."""
         k_eps, k_rand, k_mix = jax.random.split(key, 3)
         t_greedy = jnp.argmax(t_apply(teacher_params, state.obs), -1)
         s_greedy = jnp.argmax(apply(state.params["student"], state.obs), -1)
@@ -167,9 +154,9 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             act = t_greedy
         elif cfg.collect == "student":
             act = s_greedy
-        else:  # mixed: teacher with probability beta(t), decaying 1 -> 0
-            beta = jnp.clip(1.0 - t / (cfg.mix_fraction * cfg.total_iterations), 0.0, 1.0)
-            act = jnp.where(jax.random.uniform(k_mix, (E,)) < beta, t_greedy, s_greedy)
+        else:  # mixed
+            teacher_acts = jax.random.uniform(k_mix, (E,)) < teacher_prob(cfg, t)
+            act = jnp.where(teacher_acts, t_greedy, s_greedy)
         explore = jax.random.uniform(k_eps, (E,)) < cfg.collect_eps
         act = jnp.where(explore, jax.random.randint(k_rand, (E,), 0, env.num_actions), act)
         return act, t_greedy, s_greedy
@@ -180,12 +167,13 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
 
         def collect(s: DistillState):
             act, t_greedy, s_greedy = behaviour(s, teacher_params, t, k_act)
-            buffer = replay.write(s.buffer, s.obs, t)
             st = envs.step(env, jax.random.split(k_env, E), s.env_state, act)
+            buffer = replay.write(s.buffer, layout.pack(replay.Transition(
+                s.obs, act, st.reward, st.terminated, st.done, st.next_obs)), t)
             agree = jnp.mean((t_greedy == s_greedy).astype(jnp.float32))
             return s._replace(buffer=buffer, env_state=st.state, obs=st.obs), agree
 
-        if cfg.collect == "dataset":
+        if cfg.collect == "dataset":   # the teacher fills the buffer once, then it is fixed
             state, agree = jax.lax.cond(t < cfg.dataset_iterations, collect,
                                         lambda s: (s, jnp.float32(jnp.nan)), state)
             written = jnp.minimum(t + 1, cfg.dataset_iterations)
@@ -193,23 +181,15 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             state, agree = collect(state)
             written = t + 1
 
-        n_terms = len(cfg.term_names)
+        def one(c, _j, k):
+            p, o, loss, parts = update(*c, teacher_params, hyper, state.buffer, written, k)
+            return (p, o), (loss, parts)
 
-        def learn(c):
-            def one(c2, j):
-                p, o = c2
-                p, o, loss, parts = update(p, o, teacher_params, hyper, state.buffer, written,
-                                           jax.random.fold_in(k_upd, j))
-                return (p, o), (loss, parts)
-
-            c, (loss, parts) = jax.lax.scan(one, c, jnp.arange(cfg.updates_per_step))
-            return c, loss.mean(), parts.mean(0)
-
-        def skip(c):
-            return c, jnp.float32(0.0), jnp.zeros((n_terms,), jnp.float32)
-
-        (train, opt_state), loss, parts = jax.lax.cond(
-            t >= cfg.warmup_iterations, learn, skip, (state.params, state.opt_state))
+        (train, opt_state), (loss, parts) = training.learn_or_skip(
+            t >= cfg.warmup_iterations,
+            lambda c: training.updates(one, c, cfg.updates_per_step, k_upd),
+            (state.params, state.opt_state),
+            (jnp.float32(0.0), jnp.zeros((len(cfg.term_names),), jnp.float32)))
         state = state._replace(params=train, opt_state=opt_state, key=key)
         return (state, teacher_params, hyper), (loss, parts, agree)
 
@@ -218,31 +198,23 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         (state, _, _), (loss, parts, agree) = jax.lax.scan(
             iteration, (state, teacher_params, hyper), ts)
         key, k_eval = jax.random.split(state.key)
-        student = state.params["student"]
-        if cfg.eval_episodes > 0:
-            eval_ret = rollout(student, k_eval)["returns"].mean()
-            better = eval_ret >= state.best_return
-            best = jax.tree.map(lambda a, b: jnp.where(better, a, b), student, state.best_params)
-            best_ret = jnp.maximum(eval_ret, state.best_return)
-        else:
-            eval_ret, best, best_ret = jnp.float32(jnp.nan), student, jnp.float32(jnp.nan)
+        eval_ret, best, best_ret = training.chunk_tail(
+            state.params["student"], state.best_params, state.best_return, rollout, k_eval)
         learning = ts >= cfg.warmup_iterations
-        n_learn = jnp.maximum(learning.sum(), 1)
-        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x))
-                                    for x in jax.tree.leaves(state.params)]))
         metrics = {
-            "loss": jnp.where(learning, loss, 0.0).sum() / n_learn,
+            "loss": training.masked_mean(loss, learning),
             "agreement": jnp.nanmean(agree),
             "eval_return": eval_ret,
             "best_return": best_ret,
-            "finite": finite & jnp.all(jnp.isfinite(loss)),
+            "finite": training.all_finite(state.params, loss),
         }
+        term_means = training.masked_mean(parts, learning)
         for i, name in enumerate(cfg.term_names):
-            metrics[f"loss_{name}"] = jnp.where(learning, parts[:, i], 0.0).sum() / n_learn
+            metrics[f"loss_{name}"] = term_means[i]
         return state._replace(key=key, best_params=best, best_return=best_ret), metrics
 
     def teacher_eval(teacher_params, key):
         return teacher_rollout(teacher_params, key)["returns"]
 
-    return Distiller(cfg, env, net, net_spec, teacher, init, chunk, final_eval, teacher_eval,
-                     objective)
+    return Distiller(cfg, env, net_spec, layout, init, chunk, final_eval, teacher_eval,
+                     behaviour, update)

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from distillq import registry
 from distillq.errors import ConfigError
 
 
@@ -24,9 +25,14 @@ class Env(NamedTuple):
     name: str
     env: Any
     params: Any
-    obs_dim: int
+    obs_shape: tuple[int, ...]
     num_actions: int
     max_steps: int
+
+    @property
+    def obs_dim(self) -> int:
+        """Number of values in one observation."""
+        return math.prod(self.obs_shape)
 
 
 class Step(NamedTuple):
@@ -38,20 +44,9 @@ class Step(NamedTuple):
     next_obs: jax.Array     # true successor of the acted-on obs (pre-reset)
 
 
-# gymnax 1.0.1's built-in factories for envs whose module imports nothing heavy. `import
-# gymnax` costs ~4 s (its __init__ imports every env, and Pong imports seaborn/matplotlib,
-# pulling in scipy and pandas); importing just the env's module costs ~0.03 s. Anything not
-# listed here goes through the full `import gymnax` and `gymnax.make`.
-FAST_ENVS = {
-    "CartPole-v1": ("classic_control.cartpole", "CartPole"),
-    "Acrobot-v1": ("classic_control.acrobot", "Acrobot"),
-    "MountainCar-v0": ("classic_control.mountain_car", "MountainCar"),
-    "Asterix-MinAtar": ("minatar.asterix", "MinAsterix"),
-    "Breakout-MinAtar": ("minatar.breakout", "MinBreakout"),
-    "Freeway-MinAtar": ("minatar.freeway", "MinFreeway"),
-    "Seaquest-MinAtar": ("minatar.seaquest", "MinSeaquest"),
-    "SpaceInvaders-MinAtar": ("minatar.space_invaders", "MinSpaceInvaders"),
-}
+# Importing only an env's own module costs ~0.03 s; `import gymnax` costs ~4 s (its __init__
+# imports every env, and Pong imports seaborn/matplotlib, pulling in scipy and pandas). The
+# envs in registry.ENVS take the fast path; any other gymnax env goes through `gymnax.make`.
 _STUB = "_distillq_stub"
 
 
@@ -94,37 +89,37 @@ def _fast_env_class(module: str, cls: str):
                 del sys.modules[name]
 
 
-def registered() -> list[str]:
-    return list(_gymnax().registered_envs)
-
-
 def make(name: str) -> Env:
-    if name in FAST_ENVS:
-        env = _fast_env_class(*FAST_ENVS[name])()
+    if name in registry.ENVS:
+        e = registry.ENVS[name]
+        env = _fast_env_class(e.module, e.cls)()
         params = env.default_params
     else:
         gymnax = _gymnax()
         if name not in gymnax.registered_envs:
             raise ConfigError(f"unknown env {name!r}; valid: {', '.join(gymnax.registered_envs)}")
         env, params = gymnax.make(name)
+    return from_gymnax(name, env, params)
+
+
+def from_gymnax(name: str, env: Any, params: Any) -> Env:
+    """Wrap any object with gymnax's reset/step/action_space/observation_space interface
+    (tests use it for probe environments with known answers)."""
     space = env.action_space(params)
     if not hasattr(space, "n"):
         raise ConfigError(f"env {name!r} has a continuous action space; DQN needs discrete actions")
-    obs_shape = env.observation_space(params).shape
-    return Env(name, env, params, int(math.prod(obs_shape)), int(space.n),
-               int(params.max_steps_in_episode))
+    shape = tuple(int(d) for d in env.observation_space(params).shape)
+    return Env(name, env, params, shape, int(space.n), int(params.max_steps_in_episode))
 
 
 def reset(env: Env, keys: jax.Array):
-    """Vectorised reset over the leading axis of `keys`: (obs [n, obs_dim], state)."""
+    """Vectorised reset over the leading axis of `keys`: (obs [n, *obs_shape], state)."""
     obs, state = jax.vmap(env.env.reset, in_axes=(0, None))(keys, env.params)
-    return obs.reshape(obs.shape[0], -1).astype(jnp.float32), state
+    return obs.astype(jnp.float32), state
 
 
 def step(env: Env, keys: jax.Array, state: Any, action: jax.Array) -> Step:
     obs, state, reward, term, trunc, info = jax.vmap(env.env.step, in_axes=(0, 0, 0, None))(
         keys, state, action, env.params)
-    n = obs.shape[0]
-    return Step(obs.reshape(n, -1).astype(jnp.float32), state, reward.astype(jnp.float32),
-                term, jnp.logical_or(term, trunc),
-                info["final_observation"].reshape(n, -1).astype(jnp.float32))
+    return Step(obs.astype(jnp.float32), state, reward.astype(jnp.float32), term,
+                jnp.logical_or(term, trunc), info["final_observation"].astype(jnp.float32))

@@ -1,9 +1,11 @@
 """Greedy evaluation: whole episodes in parallel, one lax.scan over the env's step limit.
 
-`make_rollout(env, net)` returns a pure function `rollout(params, key, other_params)` that
-plays `num_episodes` greedy episodes (first episode of each env only) and, at every visited
-state, also asks a second network (e.g. the teacher) which action it would pick. vmap it over
-seeds; the same key gives the same initial states for any network (fair teacher comparison).
+`make_rollout(env, apply, num_episodes, other_apply)` returns a pure function
+`rollout(params, key, other_params=None) -> {"returns", "lengths", "agree"}` that plays
+`num_episodes` greedy episodes (the first episode of each env only) and, when `other_apply`
+is given, also asks a second network (e.g. the teacher) at every visited state which action
+it would pick ("agree" counts the matches). vmap it over seeds; the same key gives the same
+initial states for any network (a fair teacher comparison).
 """
 
 from __future__ import annotations
@@ -64,10 +66,16 @@ def eval_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
 
 
-def summary(returns) -> dict:
-    """Mean/std/min/max of an array of episode returns (host side)."""
-    import numpy as np
+def forward_throughput(apply: Callable, params_one: Any, obs_shape: tuple[int, ...],
+                       batch: int = 4096, reps: int = 20) -> float:
+    """Observations per second through a network (jitted forward pass, one seed's params)."""
+    import time
 
-    r = np.asarray(returns, dtype=np.float64)
-    return {"mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()),
-            "max": float(r.max()), "episodes": int(r.size)}
+    fwd = jax.jit(apply)
+    x = jnp.zeros((batch, *obs_shape), jnp.float32)
+    fwd(params_one, x).block_until_ready()
+    t = time.perf_counter()
+    for _ in range(reps):
+        y = fwd(params_one, x)
+    y.block_until_ready()
+    return batch * reps / (time.perf_counter() - t)

@@ -15,9 +15,15 @@ Conventions (also in the README):
 Ensembles (several teachers): targets are averaged where averaging is meaningful: Q-values
 for mse, policies (probabilities) for kl and ce; feature and relation losses are averaged
 over teachers (each teacher's features live in their own space).
+
+The `term_*` functions at the end adapt these to the distillation objective: each receives
+`TermInputs` (the sampled transitions and both networks' outputs) and its own trainable
+params, and is named in registry.LOSSES, which is what the objective dispatches on.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -141,3 +147,58 @@ def rkd_angle(student_e: jax.Array, teacher_e: jax.Array, delta: float = 1.0) ->
     """Angle-wise relational KD: Huber between cosines of all triplet angles."""
     t = jax.lax.stop_gradient(_angles(teacher_e))
     return optax.losses.huber_loss(_angles(student_e), t, delta=delta).mean()
+
+
+# --------------------------------------------------------------------------- objective terms
+
+
+class TermInputs(NamedTuple):
+    """What a distillation term sees (registry.LOSSES names the term functions)."""
+
+    batch: Any                  # replay.Transition of the sampled states, fields [B, ...]
+    student_q: jax.Array        # [B, A]
+    teacher_q: jax.Array        # [K, B, A] one row per ensemble member, outside the gradient
+    student_h: jax.Array | None  # [B, F] the student's feature_layers activation (flattened)
+    teacher_h: jax.Array | None  # [K, B, G] the teachers' (outside the gradient)
+    temp: jax.Array             # scalar temperature of this student (a sweep axis)
+    cfg: Any                    # the DistillConfig (static options: kl_mode, rkd_angle_batch)
+
+
+def term_mse(x: TermInputs, _params: Any = None) -> jax.Array:
+    return mse(x.student_q, x.teacher_q.mean(0))
+
+
+def term_kl(x: TermInputs, _params: Any = None) -> jax.Array:
+    rusu = x.cfg.kl_mode == "rusu"
+    if x.teacher_q.shape[0] == 1:
+        t_q = x.teacher_q[0]
+        return kl_rusu(x.student_q, t_q, x.temp) if rusu else kl(x.student_q, t_q, x.temp)
+    mix = jax.nn.softmax(x.teacher_q / x.temp, axis=-1).mean(0)    # mixture of policies
+    return (kl_probs(x.student_q, mix) if rusu
+            else x.temp ** 2 * kl_probs(x.student_q / x.temp, mix))
+
+
+def term_ce(x: TermInputs, _params: Any = None) -> jax.Array:
+    if x.teacher_q.shape[0] == 1:
+        return ce(x.student_q, x.teacher_q[0])
+    return soft_ce(x.student_q, greedy_probs(x.teacher_q).mean(0))   # mixture of greedy
+
+
+def init_projection(key: jax.Array, student_dim: int, teacher_dim: int, k: int) -> dict:
+    """FitNets projections, one per ensemble member: w [K, F, G], b [K, G]."""
+    w = jax.random.normal(key, (k, student_dim, teacher_dim)) / jnp.sqrt(student_dim)
+    return {"w": w, "b": jnp.zeros((k, teacher_dim))}
+
+
+def term_feature(x: TermInputs, params: dict) -> jax.Array:
+    return jax.vmap(feature, in_axes=(None, 0, 0, 0))(x.student_h, x.teacher_h, params["w"],
+                                                      params["b"]).mean()
+
+
+def term_rkd_distance(x: TermInputs, _params: Any = None) -> jax.Array:
+    return jax.vmap(rkd_distance, in_axes=(None, 0))(x.student_h, x.teacher_h).mean()
+
+
+def term_rkd_angle(x: TermInputs, _params: Any = None) -> jax.Array:
+    n = min(x.cfg.rkd_angle_batch, x.student_h.shape[0])
+    return jax.vmap(rkd_angle, in_axes=(None, 0))(x.student_h[:n], x.teacher_h[:, :n]).mean()

@@ -1,28 +1,49 @@
-"""Q-networks: an MLP whose hidden activations can be read for feature distillation.
+"""Q-networks, one flax module per registered network type (registry.NETWORKS).
 
-Parameter layout (flax.linen): {"params": {"hidden_0": {"kernel", "bias"}, ..., "q": {...}}}.
-A network is fully described by a JSON-able spec, stored in every run's metadata.
+A network is fully described by a JSON-able spec, stored in every run's meta.json:
+    {"type": "mlp" | "linear" | "cnn", <type options>, "activation": "relu",
+     "obs_shape": [...], "num_actions": A}
+Observations reach the network with their own shape; the network decides what to do with
+them (MLP and linear flatten, CNN convolves). Every module's output head is named "q", and
+`apply(params, obs, return_hidden=True)` also returns its hidden activations, each flattened
+per sample ([..., features]), so feature and relation losses work across network families.
+Parameter counts and shapes come from the params themselves (`jax.eval_shape` of init).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from distillq import registry
+
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "silu": nn.silu}
+
+
+def _flatten(x: jax.Array, obs_ndim: int) -> jax.Array:
+    """[..., *obs_shape] -> [..., prod(obs_shape)]."""
+    return x.reshape(*x.shape[:x.ndim - obs_ndim], -1)
 
 
 class MLP(nn.Module):
     hidden: tuple[int, ...]
     num_actions: int
     activation: str = "relu"
+    obs_ndim: int = 1
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> MLP:
+        return cls(tuple(spec["hidden"]), int(spec["num_actions"]), spec["activation"],
+                   len(obs_shape(spec)))
 
     @nn.compact
     def __call__(self, x: jax.Array, return_hidden: bool = False):
         act = ACTIVATIONS[self.activation]
+        x = _flatten(x, self.obs_ndim)
         hiddens = []
         for i, width in enumerate(self.hidden):
             x = act(nn.Dense(width, name=f"hidden_{i}")(x))
@@ -31,19 +52,109 @@ class MLP(nn.Module):
         return (q, tuple(hiddens)) if return_hidden else q
 
 
-def spec(hidden: tuple[int, ...], activation: str, obs_dim: int, num_actions: int) -> dict:
-    return {"type": "mlp", "hidden": list(hidden), "activation": activation,
-            "obs_dim": int(obs_dim), "num_actions": int(num_actions)}
+class Linear(nn.Module):
+    num_actions: int
+    obs_ndim: int = 1
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Linear:
+        return cls(int(spec["num_actions"]), len(obs_shape(spec)))
+
+    @nn.compact
+    def __call__(self, x: jax.Array, return_hidden: bool = False):
+        q = nn.Dense(self.num_actions, name="q")(_flatten(x, self.obs_ndim))
+        return (q, ()) if return_hidden else q
 
 
-def build(net_spec: dict) -> MLP:
-    if net_spec.get("type") != "mlp":
-        raise ValueError(f"unknown network type {net_spec.get('type')!r}")
-    return MLP(tuple(net_spec["hidden"]), int(net_spec["num_actions"]), net_spec["activation"])
+class CNN(nn.Module):
+    """Conv(channels, kernel x kernel, stride 1, VALID) -> act -> flatten -> Dense... -> q.
+    Inputs are [..., height, width, channels]."""
+
+    channels: int
+    kernel: int
+    dense: tuple[int, ...]
+    num_actions: int
+    activation: str = "relu"
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> CNN:
+        return cls(int(spec["channels"]), int(spec["kernel"]), tuple(spec["dense"]),
+                   int(spec["num_actions"]), spec["activation"])
+
+    @nn.compact
+    def __call__(self, x: jax.Array, return_hidden: bool = False):
+        act = ACTIVATIONS[self.activation]
+        batch = x.shape[:-3]
+        x = x.reshape(-1, *x.shape[-3:])
+        x = act(nn.Conv(self.channels, (self.kernel, self.kernel), padding="VALID",
+                        name="conv")(x))
+        x = x.reshape(*batch, -1)
+        hiddens = [x]
+        for i, width in enumerate(self.dense):
+            x = act(nn.Dense(width, name=f"hidden_{i}")(x))
+            hiddens.append(x)
+        q = nn.Dense(self.num_actions, name="q")(x)
+        return (q, tuple(hiddens)) if return_hidden else q
 
 
-def init(net: MLP, key: jax.Array, obs_dim: int) -> Any:
-    return net.init(key, jnp.zeros((obs_dim,), jnp.float32))
+# --------------------------------------------------------------------------- specs
+
+
+def spec(text_or_fields: str | dict, activation: str, obs_shape_: tuple[int, ...],
+         num_actions: int) -> dict:
+    """A full network spec from the --hidden/--student grammar (or parsed fields)."""
+    fields = (registry.parse_network(text_or_fields) if isinstance(text_or_fields, str)
+              else dict(text_or_fields))
+    out = {**fields, "activation": activation, "obs_shape": [int(d) for d in obs_shape_],
+           "num_actions": int(num_actions)}
+    kind = registry.NETWORKS[out["type"]]
+    if kind.image and len(out["obs_shape"]) != 3:
+        from distillq.errors import ConfigError
+
+        raise ConfigError(f"network {out['type']} needs image observations (height, width, "
+                          f"channels); this env's observations have shape "
+                          f"{tuple(out['obs_shape'])}")
+    return out
+
+
+def obs_shape(net_spec: dict) -> tuple[int, ...]:
+    """The observation shape of a spec (runs written before 0.2 stored only obs_dim)."""
+    if "obs_shape" in net_spec:
+        return tuple(int(d) for d in net_spec["obs_shape"])
+    return (int(net_spec["obs_dim"]),)
+
+
+def build(net_spec: dict) -> nn.Module:
+    kind = net_spec.get("type")
+    if kind not in registry.NETWORKS:
+        raise ValueError(f"unknown network type {kind!r}")
+    return registry.load(registry.NETWORKS[kind].impl).from_spec(net_spec)
+
+
+def init(net: nn.Module, key: jax.Array, shape: tuple[int, ...]) -> Any:
+    return net.init(key, jnp.zeros(shape, jnp.float32))
+
+
+def abstract_params(net_spec: dict) -> Any:
+    """Shapes and dtypes of one network's params (no arrays allocated)."""
+    net = build(net_spec)
+    return jax.eval_shape(lambda k: init(net, k, obs_shape(net_spec)), jax.random.PRNGKey(0))
+
+
+def param_count(net_spec: dict) -> int:
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_params(net_spec)))
+
+
+def hidden_sizes(net_spec: dict) -> list[int]:
+    """Flattened size of each hidden activation (what feature/relation losses compare)."""
+    net = build(net_spec)
+    shape = obs_shape(net_spec)
+
+    def hiddens(k):
+        params = init(net, k, shape)
+        return net.apply(params, jnp.zeros((1, *shape)), return_hidden=True)[1]
+
+    return [int(h.shape[-1]) for h in jax.eval_shape(hiddens, jax.random.PRNGKey(0))]
 
 
 def ensemble_apply(apply):
@@ -52,12 +163,6 @@ def ensemble_apply(apply):
         return jax.vmap(apply, in_axes=(0, None))(params, obs).mean(axis=0)
 
     return mean_q
-
-
-def param_count(net_spec: dict) -> int:
-    """Number of parameters, computed from the spec alone."""
-    sizes = [net_spec["obs_dim"], *net_spec["hidden"], net_spec["num_actions"]]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
 
 
 def set_output_bias(params: Any, bias: jax.Array) -> Any:

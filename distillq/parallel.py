@@ -2,8 +2,9 @@
 
 - Devices: the leading (seed) axis of every state leaf is sharded over the local devices with
   a NamedSharding on a 1-axis mesh. The mesh uses Auto axis types: jax's default Explicit
-  mesh makes gymnax rollouts fail (STACK.md §6). The jitted chunk then runs SPMD, each device
-  on its own seeds; nothing crosses devices. DISTILLQ_SHARD=0 turns it off.
+  mesh makes gymnax rollouts fail (jax 0.10: a scan carry that starts unbatched). The jitted
+  chunk then runs SPMD, each device on its own seeds; nothing crosses devices.
+  DISTILLQ_SHARD=0 turns it off.
 - Hosts: jax's distributed runtime (`jax.distributed.initialize`, gloo collectives on CPU).
   Each process trains a contiguous share of the seeds on its local devices; per-chunk metrics
   (for progress and the early-stop decision), signals and the final results are gathered with

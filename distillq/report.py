@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distillq import checkpoint
+from distillq import checkpoint, registry
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -30,21 +30,18 @@ def _rows(run_dir: Path) -> list[dict]:
 
 
 def _label(meta: dict, run_dir: Path) -> str:
-    hidden = "-".join(map(str, meta["network"]["hidden"])) or "linear"
-    return f"{meta['kind']} {hidden} ({run_dir.name})"
+    return f"{meta['kind']} {registry.network_text(meta['network'])} ({run_dir.name})"
 
 
 def collect_runs(paths: list[str]) -> list[tuple[Path, dict]]:
     """Complete runs given, plus the teachers of any students (each once, in order)."""
-    from distillq.commands import _find_teachers
-
     out: dict[Path, dict] = {}
     for p in paths:
         meta = checkpoint.read_meta(p)
         if meta["status"] != "complete":
             raise checkpoint.RunDirError(f"run {p} is not complete (status: {meta['status']})")
         if meta["kind"] == "student":
-            for t in _find_teachers(meta, Path(p)) or []:
+            for t in checkpoint.find_teachers(meta, Path(p)) or []:
                 out.setdefault(t.resolve(), checkpoint.read_meta(t))
         out[Path(p).resolve()] = meta
     # teachers first, then students, each in the order met
@@ -57,8 +54,6 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from distillq.networks import param_count
 
     runs = collect_runs(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,8 +89,8 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
         per = [p["mean"] for p in ev.get("per_seed", [])]
         table.append({
             "run": run_dir.name, "kind": meta["kind"],
-            "network": "-".join(map(str, meta["network"]["hidden"])),
-            "params": param_count(meta["network"]),
+            "network": registry.network_text(meta["network"]),
+            "params": meta.get("params_per_seed"),
             "return_mean": ov.get("mean"), "return_std_seeds": float(np.std(per)) if per else None,
             "retention": ov.get("retention"), "retention_min": ov.get("retention_min"),
             "fidelity": ov.get("fidelity"),
@@ -114,7 +109,7 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
                     ha="center", fontsize=7, color="white")
     a1.set_xticks(range(len(table)), names, fontsize=7)
     a1.set_ylabel("final greedy return (std over seeds)")
-    a2.bar(range(len(table)), [r["params"] for r in table], color=colors)
+    a2.bar(range(len(table)), [r["params"] or 0 for r in table], color=colors)
     a2.set_yscale("log")
     a2.set_ylim(bottom=1)
     a2.set_xticks(range(len(table)), names, fontsize=7)

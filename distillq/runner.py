@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -165,33 +164,3 @@ def seed_rows(c: int, t: int, num_envs: int, seeds: list[int], metrics: dict,
         row["steps_per_s"] = round(sps, 1)
         rows.append(row)
     return rows
-
-
-_json_out = None
-
-
-def protect_stdout() -> None:
-    """Keep stdout for the command's one JSON object: native libraries (gloo prints
-    "[Gloo] Rank 0 is connected ..." on fd 1) would corrupt it. fd 1 is pointed at stderr
-    and `emit` writes through a saved duplicate of the real stdout. A no-op when stdout is
-    not the process's own (in-process callers such as tests)."""
-    global _json_out
-    if _json_out is not None or sys.stdout is not sys.__stdout__:
-        return
-    import os
-
-    try:
-        sys.stdout.flush()
-        _json_out = os.fdopen(os.dup(1), "w")
-        os.dup2(2, 1)
-    except (OSError, ValueError):
-        _json_out = None
-
-
-def emit(obj: dict) -> None:
-    """The one JSON object a command prints on stdout."""
-    import json
-
-    out = _json_out if _json_out is not None else sys.stdout
-    out.write(json.dumps(obj) + "\n")
-    out.flush()

@@ -1,11 +1,17 @@
 """Print the config reference (markdown) from the config dataclasses' metadata.
 
-    python scripts/config_reference.py   # pasted into README.md "Config reference"
+    python scripts/config_reference.py           # print it
+    python scripts/config_reference.py --write   # replace README.md's copy (between markers)
 """
 
 import dataclasses
+import sys
+from pathlib import Path
 
 from distillq import config
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
 def table(cls) -> str:
@@ -29,8 +35,22 @@ def table(cls) -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
+def reference() -> str:
+    parts = []
     for kind, cls in config.CONFIGS.items():
-        print(f"**`configs/{kind}.toml`** ({cls.__doc__.strip()})\n")
-        print(table(cls))
-        print()
+        parts.append(f"**`configs/{kind}.toml`** ({cls.__doc__.strip()})\n\n{table(cls)}\n")
+    return "\n".join(parts)
+
+
+def write_readme() -> None:
+    text = README.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    README.write_text(f"{head}{START}\n{reference()}{END}{tail}")
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv:
+        write_readme()
+    else:
+        print(reference())

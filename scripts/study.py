@@ -45,7 +45,7 @@ def cell_config(base, size, loss_over, mode):
 
     over = dict(config.to_dict(base))
     over.update(loss_over)
-    over["hidden"] = size
+    over["network"] = ",".join(map(str, size))
     over["collect"] = mode
     if mode == "dataset":  # same number of gradient updates as the online modes
         over["total_steps"] = base.dataset_steps + base.total_steps - base.learning_starts
@@ -136,11 +136,13 @@ def _clear(run_dir: Path) -> None:
 
 
 def _write(out: Path, rows: list[dict], t_meta: dict, t_params: int, wall: float) -> None:
+    from distillq import registry
+
     with open(out / "study.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    lines = [f"Teacher: MLP {'-'.join(map(str, t_meta['network']['hidden']))} ({t_params} "
+    lines = [f"Teacher: MLP {registry.network_text(t_meta['network'])} ({t_params} "
              f"params), {len(t_meta['seeds'])} seeds, greedy return "
              f"{t_meta['evaluation']['overall']['mean']:.1f}. Study wall time {wall / 60:.1f} min.",
              "",

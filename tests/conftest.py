@@ -18,10 +18,10 @@ from distillq import config  # noqa: E402
 
 TINY_TEACHER = dict(num_envs=4, total_steps=1024, learning_starts=64, buffer_size=512,
                     batch_size=32, chunk_steps=64, eval_episodes=2, final_episodes=4,
-                    hidden=(32, 16), n_step=3, target_update=20)
+                    network="32,16", n_step=3, target_update=20)
 TINY_DISTILL = dict(num_envs=4, total_steps=512, learning_starts=32, buffer_size=256,
                     batch_size=32, chunk_steps=32, eval_episodes=2, final_episodes=4,
-                    hidden=(16,))
+                    network="16")
 
 
 def tiny_teacher(**kw) -> config.TeacherConfig:

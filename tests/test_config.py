@@ -20,10 +20,19 @@ def test_config_files_equal_defaults_and_are_complete(kind):
 
 
 def test_overrides_and_coercion():
-    cfg = config.load("teacher", None, {"seeds": "8", "hidden": "32,16", "double_dqn": "false",
+    cfg = config.load("teacher", None, {"seeds": "8", "network": "32,16", "double_dqn": "false",
                                         "lr": "1e-3", "total_steps": "10_000"})
-    assert (cfg.seeds, cfg.hidden, cfg.double_dqn, cfg.lr, cfg.total_steps) == \
-        (8, (32, 16), False, 1e-3, 10_000)
+    assert (cfg.seeds, cfg.network, cfg.double_dqn, cfg.lr, cfg.total_steps) == \
+        (8, "32,16", False, 1e-3, 10_000)
+
+
+def test_old_hidden_key_still_reads(tmp_path):
+    """Configs and runs written before network types existed say hidden = [W, W]."""
+    old = tmp_path / "old.toml"
+    old.write_text("hidden = [32, 16]\n")
+    assert config.load("teacher", old).network == "32,16"
+    assert config.load("distill", None, {"hidden": "8"}).network == "8"
+    assert config.from_dict("teacher", {"hidden": [4]}).network == "4"
 
 
 @pytest.mark.parametrize("over,needle", [
@@ -32,8 +41,10 @@ def test_overrides_and_coercion():
     ({"seeds": "1.5"}, "seeds: expected int"),
     ({"lr": "-1"}, "lr: must be > 0"),
     ({"lr": "nan"}, "finite"),
-    ({"hidden": "64,x"}, "hidden: expected comma-separated integers"),
-    ({"hidden": "64,0"}, "hidden: must be >= 1"),
+    ({"network": "64,x"}, "network: expected comma-separated integers"),
+    ({"network": "64,0"}, "network: hidden sizes must be >= 1"),
+    ({"network": "cnn:8,x"}, "network: expected comma-separated integers"),
+    ({"network": "mlp:"}, "network: mlp needs hidden sizes"),
     ({"activation": "gelu"}, "activation: must be one of"),
     ({"batch_size": "100000"}, "batch_size"),
     ({"nope": "1"}, "unknown config key 'nope'"),
@@ -71,14 +82,19 @@ def test_parse_sets():
         config.parse_sets(["novalue"])
 
 
-def test_readme_config_reference_lists_every_key():
-    """The README's config reference (scripts/config_reference.py) is kept in sync."""
+def test_readme_config_reference_is_current():
+    """The README's config reference is scripts/config_reference.py's output, verbatim."""
+    import importlib.util
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("config_reference",
+                                                  root / "scripts" / "config_reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    readme = (root / "README.md").read_text()
+    assert f"{ref.START}\n{ref.reference()}{ref.END}" in readme, \
+        "run: python scripts/config_reference.py --write"
     for cls in config.CONFIGS.values():
         for f in dataclasses.fields(cls):
-            default = f.default
-            if isinstance(default, tuple):
-                default = ",".join(map(str, default))
-            assert f"| `{f.name}` | `{default}` |" in readme, f.name
+            assert f"| `{f.name}` |" in readme, f.name

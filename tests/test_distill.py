@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from conftest import tiny_distill
 
-from distillq import checkpoint, commands, distill, evaluate, losses
+from distillq import checkpoint, commands, distill, evaluate, losses, networks, replay, teachers
+
+
+def _batch(obs):
+    """Sampled states as the objective sees them (only obs matter to imitation terms)."""
+    n = obs.shape[0]
+    z = jnp.zeros((n,))
+    return replay.Transition(obs, z.astype(jnp.int32), z, z > 0, z > 0, obs)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +25,7 @@ def _train(cfg, env, teacher, seeds=(0, 1), points=None, seed_index=None, chunks
     points = points or cfg.sweep_points[:1] * 1
     n = len(seeds)
     d = distill.make_distiller(cfg, env, teacher.meta["network"])
-    tparams = commands.student_teacher_params([teacher], seed_index if seed_index is not None
+    tparams = teachers.per_student_params([teacher], seed_index if seed_index is not None
                                               else (None if cfg.ensemble else list(range(n))), n)
     hyper = distill.hyper_arrays(points if len(points) == n else points * n, cfg.term_names)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
@@ -52,7 +59,7 @@ def test_hidden_layer_losses_are_exercised(teacher, cartpole):
         vals = np.array([m[f"loss_{name}"] for m in ms[1:]])
         assert np.all(np.isfinite(vals)) and np.all(vals[-1] > 0), name
     assert np.asarray(ms[-1]["loss_feature"]).mean() < np.asarray(ms[1]["loss_feature"]).mean()
-    proj = state.params["proj"]
+    proj = state.params["terms"]["feature"]
     assert proj["w"].shape == (2, 1, 16, 16)  # students, ensemble K, student h0, teacher h-1 (16)
 
 
@@ -60,7 +67,7 @@ def test_hidden_layer_losses_are_exercised(teacher, cartpole):
 def test_every_collection_mode_runs(mode, teacher, cartpole):
     cfg = tiny_distill(collect=mode, total_steps=512, dataset_steps=128, buffer_size=256)
     d, state, _, ms = _train(cfg, cartpole, teacher)
-    assert state.buffer.shape == (2, cfg.buffer_rows, cfg.num_envs, cartpole.obs_dim)
+    assert state.buffer.shape == (2, cfg.buffer_rows, cfg.num_envs, 2 * cartpole.obs_dim + 4)
     assert all(np.all(np.isfinite(m["loss"])) for m in ms)
     filled = np.abs(np.asarray(state.buffer)).sum(axis=(2, 3)) > 0     # [students, rows]
     if mode == "dataset":   # collected once: exactly dataset_iterations rows, then only fitting
@@ -70,31 +77,24 @@ def test_every_collection_mode_runs(mode, teacher, cartpole):
         assert filled.all()
 
 
-def test_mixed_mode_acting_probability_decays(teacher, cartpole):
-    cfg = tiny_distill(collect="mixed", mix_fraction=0.5, total_steps=512)
-    assert cfg.total_iterations == 128
-    # beta(t) = clip(1 - t / 64): teacher always at t=0, never from t=64
-    beta = lambda t: float(np.clip(1 - t / (cfg.mix_fraction * cfg.total_iterations), 0, 1))  # noqa: E731
-    assert beta(0) == 1.0 and beta(32) == 0.5 and beta(64) == 0.0 and beta(100) == 0.0
-
-
 def test_ensemble_targets_are_averaged_in_policy_space(teacher, cartpole):
     cfg = tiny_distill(loss=("ce",), ensemble=True)
-    student = distill.networks.build(distill.networks.spec(cfg.hidden, "relu", 4, 2))
-    t_net = distill.networks.build(teacher.meta["network"])
+    student = networks.build(networks.spec(cfg.network, "relu", (4,), 2))
+    t_net = networks.build(teacher.meta["network"])
     obj = distill.make_objective(cfg, student, t_net)
     tparams = jax.tree.map(jnp.asarray, teacher.params)               # K = 2 seeds
-    sp = distill.networks.init(student, jax.random.PRNGKey(0), 4)
+    sp = networks.init(student, jax.random.PRNGKey(0), (4,))
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, 4))
+    batch = _batch(obs)
     hyper = {"temp": jnp.float32(1.0), "weights": jnp.ones((1,))}
-    loss, _ = obj({"student": sp, "proj": {}}, tparams, obs, hyper)
+    loss, _ = obj({"student": sp, "terms": {}}, tparams, batch, hyper)
     t_q = jax.vmap(t_net.apply, in_axes=(0, None))(tparams, obs)
     mix = losses.greedy_probs(t_q).mean(0)
     assert float(loss) == pytest.approx(float(losses.soft_ce(student.apply(sp, obs), mix)),
                                         rel=1e-5)
     # with one teacher the ensemble path reduces to the plain loss
     one = jax.tree.map(lambda x: x[:1], tparams)
-    loss1, _ = obj({"student": sp, "proj": {}}, one, obs, hyper)
+    loss1, _ = obj({"student": sp, "terms": {}}, one, batch, hyper)
     assert float(loss1) == pytest.approx(float(losses.ce(student.apply(sp, obs), t_q[0])),
                                          rel=1e-5)
 
@@ -144,8 +144,9 @@ def test_teacher_eval_is_the_comparison_s_teacher_side(teacher, cartpole):
     comparison reports for the teacher on the same keys."""
     cfg = tiny_distill(ensemble=True)
     d = distill.make_distiller(cfg, cartpole, teacher.meta["network"])
-    tparams = commands.student_teacher_params([teacher], None, 1)
-    sparams = jax.vmap(lambda k: distill.networks.init(d.net, k, 4))(
+    tparams = teachers.per_student_params([teacher], None, 1)
+    net = networks.build(d.net_spec)
+    sparams = jax.vmap(lambda k: networks.init(net, k, (4,)))(
         jax.random.PRNGKey(0)[None])
     keys = jnp.stack([evaluate.eval_key(0)])
     alone = jax.jit(jax.vmap(d.teacher_eval))(tparams, keys)

@@ -1,0 +1,174 @@
+"""The registries: network types, loss terms and environments, each in one table.
+
+Config validation, the CLI's help, the distillation objective and the network builder all
+read these tables, so a new network type or loss is one entry here plus its implementation
+(README, "Extending distillq"). This module is import-light on purpose (no jax, no flax):
+the CLI validates arguments against it before any heavy import. Implementations are named
+as "module:attribute" and imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def load(ref: str) -> Any:
+    """The object named by "package.module:attribute"."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+@dataclass(frozen=True)
+class NetworkType:
+    name: str
+    grammar: str                         # how --hidden / --student spell it
+    doc: str
+    parse: Callable[[str | None], dict]  # option text after "name:" -> spec fields (ValueError)
+    impl: str                            # flax module class with from_spec(spec)
+    layers: Callable[[dict], int]        # spec -> number of hidden activations it exposes
+    image: bool = False                  # needs (height, width, channels) observations
+
+
+def _ints(text: str, what: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [int(p.replace("_", "")) for p in parts]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers for {what}, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise ValueError(f"{what} must be >= 1, got {text!r}")
+    return values
+
+
+def _parse_mlp(opts: str | None) -> dict:
+    if not opts:
+        raise ValueError("mlp needs hidden sizes, e.g. 128,64")
+    return {"hidden": _ints(opts, "hidden sizes")}
+
+
+def _parse_linear(opts: str | None) -> dict:
+    if opts:
+        raise ValueError(f"linear takes no options, got {opts!r}")
+    return {}
+
+
+def _parse_cnn(opts: str | None) -> dict:
+    if not opts:
+        return {"channels": 16, "kernel": 3, "dense": [128]}
+    c, *dense = _ints(opts, "cnn sizes")
+    return {"channels": c, "kernel": 3, "dense": dense or [128]}
+
+
+NETWORKS: dict[str, NetworkType] = {n.name: n for n in (
+    NetworkType("mlp", "W,W,...  or  mlp:W,W,...",
+                "fully connected: flattened observation -> hidden layers -> Q",
+                _parse_mlp, "distillq.networks:MLP", lambda s: len(s["hidden"])),
+    NetworkType("linear", "linear", "no hidden layer: flattened observation -> Q "
+                "(|obs|·|A| + |A| parameters)", _parse_linear, "distillq.networks:Linear",
+                lambda s: 0),
+    NetworkType("cnn", "cnn  or  cnn:C,H,...",
+                "MinAtar network (Young & Tian 2019): 3x3 conv with C channels (16), ReLU, "
+                "flatten, dense layers H,... (128), Q", _parse_cnn, "distillq.networks:CNN",
+                lambda s: 1 + len(s["dense"]), image=True),
+)}
+
+
+def parse_network(text: str) -> dict:
+    """'128,64' / 'mlp:128,64' / 'linear' / 'cnn' / 'cnn:16,128' -> {"type": ..., options}.
+
+    Raises ValueError with a one-line reason.
+    """
+    text = text.strip()
+    name, sep, opts = text.partition(":")
+    if not sep and name not in NETWORKS:       # a bare size list is an MLP
+        name, opts = "mlp", text
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network type {name!r}; valid: {', '.join(NETWORKS)} "
+                         "(or MLP sizes such as 64,32)")
+    return {"type": name, **NETWORKS[name].parse(opts.strip() or None)}
+
+
+def hidden_layers(spec: dict) -> int:
+    """How many hidden activations a network exposes to feature/relation losses."""
+    return NETWORKS[spec.get("type", "mlp")].layers(spec)
+
+
+def network_text(spec: dict) -> str:
+    """The short name of a network spec, in the --hidden/--student grammar."""
+    kind = spec.get("type", "mlp")
+    if kind == "mlp":
+        return ",".join(map(str, spec["hidden"]))
+    if kind == "cnn":
+        return "cnn:" + ",".join(map(str, [spec["channels"], *spec["dense"]]))
+    return kind
+
+
+# --------------------------------------------------------------------------- losses
+
+# output: matches the teacher's outputs (Q-values or policy); trains the Q-head.
+# hidden: matches hidden features (flattened per sample); needs an output or td term too.
+# td:     the student's own temporal-difference error (reserved; none registered yet).
+LOSS_KINDS = ("output", "hidden", "td")
+TRAINS_Q = ("output", "td")
+
+
+@dataclass(frozen=True)
+class LossType:
+    name: str
+    kind: str
+    doc: str
+    impl: str                       # term(x: losses.TermInputs, params) -> scalar
+    params: str | None = None       # init(key, student_dim, teacher_dim, k) -> trainable params
+
+
+LOSSES: dict[str, LossType] = {t.name: t for t in (
+    LossType("mse", "output", "mean squared error of Q-values (ensemble: of the mean Q)",
+             "distillq.losses:term_mse"),
+    LossType("kl", "output", "KL of softened policies, --temp and --kl-mode (ensemble: of "
+             "the mean policy)", "distillq.losses:term_kl"),
+    LossType("ce", "output", "cross-entropy to the teacher's greedy action (ensemble: to the "
+             "mean one-hot policy)", "distillq.losses:term_ce"),
+    LossType("feature", "hidden", "FitNets: squared error of a learned linear projection of "
+             "a student hidden layer to a teacher hidden layer", "distillq.losses:term_feature",
+             params="distillq.losses:init_projection"),
+    LossType("rkd_distance", "hidden", "relational KD: pairwise distances of the batch's "
+             "embeddings", "distillq.losses:term_rkd_distance"),
+    LossType("rkd_angle", "hidden", "relational KD: triplet angles of the batch's embeddings",
+             "distillq.losses:term_rkd_angle"),
+)}
+
+
+def losses_of_kind(*kinds: str) -> tuple[str, ...]:
+    return tuple(n for n, t in LOSSES.items() if t.kind in kinds)
+
+
+# --------------------------------------------------------------------------- environments
+
+
+@dataclass(frozen=True)
+class EnvType:
+    name: str
+    module: str     # gymnax.environments.<module>
+    cls: str
+    family: str     # classic | minatar
+
+
+# Discrete-action gymnax envs distillq trains, with the module that defines each: importing
+# only that module costs ~0.03 s where `import gymnax` costs ~4 s (envs.py). Their default
+# hyperparameters live in configs/envs/<name>.toml when they differ from configs/*.toml.
+ENVS: dict[str, EnvType] = {e.name: e for e in (
+    EnvType("CartPole-v1", "classic_control.cartpole", "CartPole", "classic"),
+    EnvType("Acrobot-v1", "classic_control.acrobot", "Acrobot", "classic"),
+    EnvType("MountainCar-v0", "classic_control.mountain_car", "MountainCar", "classic"),
+    EnvType("Asterix-MinAtar", "minatar.asterix", "MinAsterix", "minatar"),
+    EnvType("Breakout-MinAtar", "minatar.breakout", "MinBreakout", "minatar"),
+    EnvType("Freeway-MinAtar", "minatar.freeway", "MinFreeway", "minatar"),
+    EnvType("Seaquest-MinAtar", "minatar.seaquest", "MinSeaquest", "minatar"),
+    EnvType("SpaceInvaders-MinAtar", "minatar.space_invaders", "MinSpaceInvaders", "minatar"),
+)}

@@ -1,0 +1,98 @@
+"""Evaluation summaries (the numbers in JSON and meta.json) and the tables humans read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distillq.runner import console
+
+
+def summary(returns) -> dict:
+    """Mean/std/min/max of an array of episode returns (host side)."""
+    import numpy as np
+
+    r = np.asarray(returns, dtype=np.float64)
+    return {"mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()),
+            "max": float(r.max()), "episodes": int(r.size)}
+
+
+def per_seed(seeds: list[int], returns) -> list[dict]:
+    return [{"seed": s, **summary(returns[i])} for i, s in enumerate(seeds)]
+
+
+def teacher_evaluation(seeds: list[int], returns) -> dict:
+    return {"overall": summary(returns), "per_seed": per_seed(seeds, returns)}
+
+
+def student_evaluation(meta: dict, final: dict) -> dict:
+    """Per student (seed and sweep point), per sweep point, and overall summaries of a
+    student-vs-teacher comparison (evaluate.make_comparison's output, gathered)."""
+    import numpy as np
+
+    seeds = meta["seeds"]
+    points = meta.get("points") or [{}]
+    point_of = meta.get("point_index") or [0] * len(seeds)
+    t_seeds = meta["teacher"]["seeds"]
+    s_ret, t_ret = np.asarray(final["returns"]), np.asarray(final["teacher_returns"])
+    agree, length = np.asarray(final["agree"]), np.asarray(final["lengths"])
+
+    def retention(idx) -> float | None:
+        tm = float(t_ret[idx].mean())
+        return float(s_ret[idx].mean() / tm) if tm else None
+
+    def fidelity(idx) -> float:
+        return float(agree[idx].sum() / max(length[idx].sum(), 1))
+
+    def block(idx: list[int]) -> dict:
+        valid = [r for r in (retention(i) for i in idx) if r is not None]
+        return {**summary(s_ret[idx]), "teacher_mean": float(t_ret[idx].mean()),
+                "retention": retention(idx), "retention_min": min(valid) if valid else None,
+                "fidelity": fidelity(idx)}
+
+    rows = []
+    for i, s in enumerate(seeds):
+        row = {"seed": s, "teacher_seed": t_seeds[i], **summary(s_ret[i]),
+               "teacher_mean": float(t_ret[i].mean()), "retention": retention(i),
+               "fidelity": fidelity(i)}
+        if len(points) > 1:
+            row["point"] = point_of[i]
+        rows.append(row)
+    out: dict[str, Any] = {"overall": block(list(range(len(seeds)))), "per_seed": rows}
+    if len(points) > 1:
+        out["per_point"] = [{**points[p], **block([i for i in range(len(seeds))
+                                                   if point_of[i] == p])}
+                            for p in range(len(points))]
+    return out
+
+
+def print_point_table(per_point: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title="sweep points", title_style="bold")
+    for c in ("temp", "weights", "mean", "retention", "retention_min", "fidelity"):
+        table.add_column(c, justify="right")
+    for p in per_point:
+        w = " ".join(f"{k}={v:g}" for k, v in p["weights"].items())
+        r, rm = p["retention"], p["retention_min"]
+        table.add_row(f"{p['temp']:g}", w, f"{p['mean']:.1f}",
+                      "-" if r is None else f"{100 * r:.1f}%",
+                      "-" if rm is None else f"{100 * rm:.1f}%", f"{100 * p['fidelity']:.1f}%")
+    console.print(table)
+
+
+def print_eval_table(title: str, rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_style="bold", show_lines=False)
+    cols = ["seed", "mean", "std", "min", "max"]
+    extra = [c for c in ("teacher_mean", "retention", "fidelity") if rows and c in rows[0]]
+    for c in cols + extra:
+        table.add_column(c, justify="right")
+    for row in rows:
+        cells = [str(row["seed"])] + [f"{row[c]:.1f}" for c in cols[1:]]
+        for c in extra:
+            v = row[c]
+            cells.append("-" if v is None else (f"{v:.1f}" if c == "teacher_mean"
+                                                else f"{100 * v:.1f}%"))
+        table.add_row(*cells)
+    console.print(table)
