@@ -6,16 +6,27 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench study clean
+.PHONY: setup run test test-fast lint lock bench study mutation clean
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
+# without touching them. pyproject.toml keeps the ranges, for library users.
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "distillq needs Python >= 3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Refresh the lock from pyproject.toml's ranges (newest versions that satisfy them).
+LOCK_VENV := .venv-lock
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/pip install -q pip-tools==7.6.2)
+	$(LOCK_VENV)/bin/pip-compile -q --upgrade --extra dev --all-build-deps --allow-unsafe \
+		--generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		-o requirements.lock pyproject.toml
 
 # The main job on defaults: teacher (4 seeds) -> KL student -> evaluation table.
 run: setup
@@ -31,6 +42,12 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check distillq tests scripts
+
+# Mutation testing (cosmic-ray) of the algorithm modules: hours on a 2-core CPU; the
+# survivors are listed in results/mutation/. See README "Tests".
+mutation: setup
+	$(PY) -m pip install -q -e '.[mutation]'
+	$(PY) scripts/mutation.py --out results/mutation
 
 clean:
 	rm -rf runs/ .pytest_cache .ruff_cache

@@ -170,6 +170,8 @@ def fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: li
                 show_progress=show_progress and files.main,
                 gather=parallel.gather if multi else None,
                 agree=parallel.any_process if multi else None)
+            if res["interrupted"]:   # still catching: a repeated signal waits for the save
+                save(res["state"], res["t"], res["chunks"])
     except DivergedError as e:
         step = checkpoint.state_step(files.dir) if files.main else None
         msg = (f"{e}; the last good full-state checkpoint (env step "
@@ -177,7 +179,6 @@ def fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: li
                else f"{e}; no full-state checkpoint had been written before it")
         raise DivergedError(msg) from None
     if res["interrupted"]:
-        save(res["state"], res["t"], res["chunks"])
         files.meta.update(resume={"env_steps_per_seed": int(res["t"] * cfg.num_envs),
                                   "command": resume_cmd(kind, files.name)})
         raise Interrupted(str(files.name), resume_cmd(kind, files.name))

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -223,27 +224,32 @@ def test_wall_time_excludes_waiting_for_upstream_stdin(monkeypatch):
         cli._STARTED = before
 
 
-def test_student_finds_a_moved_teacher_and_survives_a_missing_one(runs, tmp_path):
-    """Teachers are found by relative path first (runs/ moved elsewhere); if none is found,
-    evaluate warns and reports the student alone instead of failing."""
-    teacher, student, _, _ = runs
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    shutil.copytree(teacher, moved / teacher.name)
-    s = moved / "student"
-    shutil.copytree(student, s)
-    meta = json.loads((s / "meta.json").read_text())
-    for entry in meta["teacher"]["runs"]:
-        entry["run_dir"] = "/nonexistent/teacher"            # only the relative path is valid
-        entry["relative_run_dir"] = f"../{teacher.name}"
-    (s / "meta.json").write_text(json.dumps(meta))
-    code, out, err = invoke(["evaluate", str(s), "--episodes", "2"])
+def test_a_moved_runs_dir_keeps_students_and_teachers_together(tmp_path, monkeypatch):
+    """A real runs/ (default names, made by the commands) moved elsewhere as a whole: the
+    student finds its teacher by the relative path recorded at creation (meta.json is not
+    edited). With the teacher gone, evaluate warns and reports the student alone."""
+    from conftest import tiny_distill, tiny_teacher
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    t = commands.train_teacher(tiny_teacher(), show_progress=False)
+    s = commands.distill(tiny_distill(), [t["run_dir"]], show_progress=False)
+    assert t["run_dir"].startswith("runs/") and s["run_dir"].startswith("runs/")
+    moved = tmp_path / "elsewhere" / "deep"
+    moved.mkdir(parents=True)
+    shutil.move(str(work / "runs"), str(moved / "runs"))
+    student = moved / s["run_dir"]
+    teacher = (moved / t["run_dir"]).resolve()
+    recorded = json.loads((student / "meta.json").read_text())["teacher"]["runs"][0]
+    assert not Path(recorded["run_dir"]).exists()            # the absolute path is stale
+    code, out, err = invoke(["evaluate", str(student), "--episodes", "2"])
     assert code == 0, err
     (res,) = json.loads(out)["results"]
-    assert res["teacher"] == [str((moved / teacher.name).resolve())]
+    assert res["teacher"] == [str(teacher)]
     assert "retention" in res["evaluation"]["overall"]
-    shutil.rmtree(moved / teacher.name)
-    code, out, err = invoke(["evaluate", str(s), "--episodes", "2"])
+    shutil.rmtree(teacher)
+    code, out, err = invoke(["evaluate", str(student), "--episodes", "2"])
     assert code == 0 and "teacher run of" in err and "missing" in err
     (res,) = json.loads(out)["results"]
     assert "teacher" not in res and "retention" not in res["evaluation"]["overall"]

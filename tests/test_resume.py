@@ -65,12 +65,32 @@ def _run(args):
     return json.loads(p.stdout)
 
 
+CHUNKS = LONG["total_steps"] // (LONG["num_envs"] * LONG["chunk_steps"])   # 468 + 1 partial
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("resume")
     cfg = _cfg_file(d, "t.toml", "teacher", LONG)
-    _run(["train-teacher", "-c", str(cfg), "--out", str(d / "ref"), "-q"])
+    ref = _run(["train-teacher", "-c", str(cfg), "--out", str(d / "ref"), "-q"])
+    assert ref["chunks_run"] in (CHUNKS, CHUNKS + 1)
     return d, cfg
+
+
+def _chunks_done(run: Path) -> int:
+    """Chunks held by the run's full-state checkpoint."""
+    return checkpoint.state_step(run) // LONG["chunk_steps"]
+
+
+def _stderr_reader(proc):
+    """Collect a running process's stderr lines on a thread (so we can wait for one)."""
+    import threading
+
+    lines: list[str] = []
+    t = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")),
+                         daemon=True)
+    t.start()
+    return lines, t
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -89,8 +109,13 @@ def test_interrupt_then_resume_is_bit_identical(reference, sig):
     assert not checkpoint.is_locked(run)
     done = meta["resume"]["env_steps_per_seed"]
     assert 0 < done < LONG["total_steps"]
+    chunks_done = _chunks_done(run)
+    assert chunks_done * LONG["num_envs"] * LONG["chunk_steps"] == done
+    ref_chunks = json.loads((d / "ref" / "meta.json").read_text())["train"]["chunks_run"]
     res = _run(["train-teacher", "--resume", str(run), "-q"])
     assert res["run_dir"] == str(run)
+    # it continued: this process ran only the chunks that were left
+    assert res["chunks_run"] == ref_chunks - chunks_done and res["chunks_run"] < ref_chunks
     _assert_identical(d / "ref", run)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     ref_rows = (d / "ref" / "metrics.jsonl").read_text().splitlines()
@@ -110,7 +135,14 @@ def test_kill_9_loses_at_most_one_period(reference):
     assert meta["status"] == "running" and not checkpoint.is_locked(run)
     with pytest.raises(Exception, match="not complete"):
         checkpoint.load_run(run)
-    _run(["train-teacher", "--resume", str(run), "-q"])
+    # a checkpoint every chunk (checkpoint_secs ~ 0): at most the chunk in flight is lost
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    finished = max(r["chunk"] for r in rows) + 1
+    saved = _chunks_done(run)
+    assert finished - 1 <= saved <= finished, (saved, finished)
+    res = _run(["train-teacher", "--resume", str(run), "-q"])
+    ref_chunks = json.loads((d / "ref" / "meta.json").read_text())["train"]["chunks_run"]
+    assert res["chunks_run"] == ref_chunks - saved
     _assert_identical(d / "ref", run)
 
 
@@ -160,14 +192,25 @@ def test_resume_refusals(reference, tmp_path):
 
 
 def test_repeated_sigint_still_checkpoints(reference, tmp_path):
-    """A second Ctrl-C must not lose the interrupted state."""
-    _, cfg = reference
+    """A second Ctrl-C, sent once the first is acknowledged on stderr, must not lose the
+    interrupted state: the run still checkpoints and resumes bit-identically."""
+    d, cfg = reference
     run = tmp_path / "twice"
     proc = _start(["train-teacher", "-c", str(cfg), "--out", str(run), "-q"])
+    lines, reader = _stderr_reader(proc)
     _wait_rows(run, 6, proc)
     proc.send_signal(signal.SIGINT)
+    t = time.time()
+    while not any("finishing the current chunk" in x for x in lines):
+        assert time.time() - t < 60 and proc.poll() is None, "".join(lines)[-2000:]
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    err = "".join(lines)
     assert proc.returncode == 130, err[-2000:]
+    assert "still finishing the current chunk" in err or "resume with" in err
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "interrupted" and checkpoint.has_state(run)
+    _run(["train-teacher", "--resume", str(run), "-q"])
+    _assert_identical(d / "ref", run)
