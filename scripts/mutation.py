@@ -1,0 +1,161 @@
+"""Mutation testing of distillq's algorithm modules with cosmic-ray (`make mutation`).
+
+Each module is mutated in a copy of the repository (cosmic-ray edits files in place), one
+mutant at a time, and the tests that exercise it run against the mutant (fastest first, -x):
+a mutant is *killed* when a test fails, and *survives* when every test still passes. The
+operators are cosmic-ray's core set, thinned where a replacement only changes the error a
+mutant crashes with: binary operators keep one semantic swap per site (+ <-> -, * <-> /,
+** -> *, % -> //, | -> &), comparisons drop `is`/`is not`, unary minus keeps + and deletion.
+
+    python scripts/mutation.py --out results/mutation [--modules losses,dqn] [--workers 2]
+
+Writes <out>/<module>.jsonl (cosmic-ray's dump) and <out>/survivors.md (every surviving
+mutant's diff, for the closing note's review).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["tests/test_losses.py", "tests/test_replay.py"]
+MODULES = {   # module -> tests that exercise it, cheapest first
+    "losses": FAST + ["tests/test_algorithms.py", "tests/test_distill.py"],
+    "replay": FAST + ["tests/test_algorithms.py", "tests/test_dqn.py"],
+    "training": ["tests/test_algorithms.py", "tests/test_dqn.py", "tests/test_distill.py"],
+    "evaluate": ["tests/test_algorithms.py", "tests/test_dqn.py", "tests/test_distill.py"],
+    "dqn": FAST + ["tests/test_algorithms.py", "tests/test_dqn.py"],
+    "distill": FAST + ["tests/test_algorithms.py", "tests/test_distill.py"],
+}
+KEEP_BINARY = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|Pow_Mul|Mod_FloorDiv|BitOr_BitAnd|BitAnd_BitOr"
+EXCLUDE = [
+    f"core/ReplaceBinaryOperator_(?!({KEEP_BINARY})$).*",
+    "core/ReplaceComparisonOperator_.*_(Is|IsNot)$",
+    "core/ReplaceUnaryOperator_USub_(Invert|Not)$",
+]
+
+
+def config_text(module: str, tests: list[str], workers: list[str], timeout: float) -> str:
+    cmd = f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(tests)
+    dist = ('name = "local"' if not workers else
+            'name = "http"\n\n[cosmic-ray.distributor.http]\nworker-urls = '
+            + json.dumps(workers))
+    return f"""[cosmic-ray]
+module-path = "distillq/{module}.py"
+timeout = {timeout}
+excluded-modules = []
+test-command = "{cmd}"
+
+[cosmic-ray.distributor]
+{dist}
+
+[cosmic-ray.filters.operators-filter]
+exclude-operators = {json.dumps(EXCLUDE)}
+"""
+
+
+def copy_repo(dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dst / f)
+
+
+def run(cmd: list[str], cwd: Path, env: dict) -> None:
+    p = subprocess.run(cmd, cwd=cwd, env=env)
+    if p.returncode != 0:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/mutation")
+    ap.add_argument("--modules", default=",".join(MODULES))
+    ap.add_argument("--workers", type=int, default=2, help="parallel cosmic-ray workers")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant")
+    args = ap.parse_args(argv)
+    out = Path(args.out).resolve()
+    work = out / "work"
+    out.mkdir(parents=True, exist_ok=True)
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "DISTILLQ_CACHE_DIR": str(work / "jax-cache")}
+    copies = [work / f"copy{i}" for i in range(max(1, args.workers))]
+    for c in copies:
+        copy_repo(c)
+    ports = [9870 + i for i in range(len(copies))] if args.workers > 1 else []
+    workers = []
+    try:
+        for port, c in zip(ports, copies, strict=False):
+            workers.append(subprocess.Popen(
+                [str(bindir / "cosmic-ray"), "http-worker", "--port", str(port)], cwd=c,
+                env={**env, "PYTHONPATH": str(c)}, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        time.sleep(3)
+        urls = [f"http://localhost:{p}" for p in ports]
+        for module in args.modules.split(","):
+            t0 = time.perf_counter()
+            cfg, db = work / f"{module}.toml", work / f"{module}.sqlite"
+            cfg.write_text(config_text(module, MODULES[module], urls, args.timeout))
+            db.unlink(missing_ok=True)
+            cenv = {**env, "PYTHONPATH": str(copies[0])}
+            run([str(bindir / "cosmic-ray"), "init", str(cfg), str(db)], copies[0], cenv)
+            run([str(bindir / "cr-filter-operators"), str(db), str(cfg)], copies[0], cenv)
+            run([str(bindir / "cosmic-ray"), "exec", str(cfg), str(db)], copies[0], cenv)
+            dump = subprocess.run([str(bindir / "cosmic-ray"), "dump", str(db)], cwd=copies[0],
+                                  capture_output=True, text=True, check=True).stdout
+            (out / f"{module}.jsonl").write_text(dump)
+            print(f"{module}: {summarise(dump)} in {(time.perf_counter() - t0) / 60:.1f} min",
+                  file=sys.stderr, flush=True)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+    write_survivors(out, args.modules.split(","))
+    return 0
+
+
+def outcomes(dump: str) -> list[tuple[dict, dict | None]]:
+    return [tuple(json.loads(line)) for line in dump.splitlines() if line.strip()]
+
+
+def summarise(dump: str) -> str:
+    from collections import Counter
+
+    c = Counter((r or {}).get("test_outcome", "pending") for _, r in outcomes(dump))
+    return ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+
+
+def write_survivors(out: Path, modules: list[str]) -> None:
+    lines = ["# Surviving mutants", ""]
+    for module in modules:
+        p = out / f"{module}.jsonl"
+        if not p.exists():
+            continue
+        dump = p.read_text()
+        lines.append(f"## {module}: {summarise(dump)}")
+        lines.append("")
+        for job, res in outcomes(dump):
+            if (res or {}).get("test_outcome") != "survived":
+                continue
+            mu = job["mutations"][0]
+            lines.append(f"- `{mu['operator_name']}` line {mu['start_pos'][0]}")
+            lines.append("```diff")
+            lines.extend(ln for ln in (res.get("diff") or "").splitlines()
+                         if ln.startswith(("+", "-", "@")) and not ln.startswith(("+++", "---")))
+            lines.append("```")
+        lines.append("")
+    (out / "survivors.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
