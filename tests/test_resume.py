@@ -18,7 +18,7 @@ from distillq import checkpoint, config
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
-LONG = {**TINY_TEACHER, "seeds": 2, "total_steps": 60_000, "stop_return": 0.0,
+LONG = {**TINY_TEACHER, "seeds": 2, "total_steps": 30_000, "stop_return": 0.0,
         "chunk_steps": 32, "checkpoint_secs": 0.0}
 
 
@@ -65,7 +65,7 @@ def _run(args):
     return json.loads(p.stdout)
 
 
-CHUNKS = LONG["total_steps"] // (LONG["num_envs"] * LONG["chunk_steps"])   # 468 + 1 partial
+CHUNKS = LONG["total_steps"] // (LONG["num_envs"] * LONG["chunk_steps"])   # 234 + 1 partial
 
 
 @pytest.fixture(scope="module")
