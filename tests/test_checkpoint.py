@@ -26,18 +26,23 @@ def test_teacher_run_layout_and_roundtrip(teacher_run):
 
 
 def test_params_load_with_plain_orbax_and_flax(teacher_run):
-    """README promise: outside distillq, orbax + flax suffice to run the network."""
-    import jax.numpy as jnp
-    import orbax.checkpoint as ocp
+    """README promise: outside distillq, orbax + flax suffice to run the network (the
+    README's snippet itself, run against a real teacher)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
 
     path, _ = teacher_run
-    meta = json.loads((path / "meta.json").read_text())
-    params = ocp.StandardCheckpointer().restore((path / "params").resolve())
-    seed0 = {"params": {k: {n: v[0] for n, v in layer.items()}
-                        for k, layer in params["params"].items()}}
-    net = networks.MLP(tuple(meta["network"]["hidden"]), meta["network"]["num_actions"])
-    q = net.apply(seed0, jnp.zeros((4,)))
-    assert q.shape == (2,)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("Loading params outside distillq", 1)[1]
+    code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
+    code = code.replace('Path("runs/teacher-...")', f"Path({str(path)!r})")
+    code += "\nassert q.shape == (2,), q.shape\nprint('Q', q.tolist())\n"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"PYTHONPATH": "", "PATH": ""}, cwd=path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "distillq" not in code and p.stdout.startswith("Q ")
 
 
 def test_existing_run_is_never_overwritten(teacher_run, tmp_path):
