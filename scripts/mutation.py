@@ -26,14 +26,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["tests/test_losses.py", "tests/test_replay.py"]
-MODULES = {   # module -> tests that exercise it, cheapest first
-    "losses": FAST + ["tests/test_algorithms.py", "tests/test_distill.py"],
-    "replay": FAST + ["tests/test_algorithms.py", "tests/test_dqn.py"],
-    "training": ["tests/test_algorithms.py", "tests/test_dqn.py", "tests/test_distill.py"],
-    "evaluate": ["tests/test_algorithms.py", "tests/test_dqn.py", "tests/test_distill.py"],
-    "dqn": FAST + ["tests/test_algorithms.py", "tests/test_dqn.py"],
-    "distill": FAST + ["tests/test_algorithms.py", "tests/test_distill.py"],
+ALG = "tests/test_algorithms.py"
+MODULES = {   # module -> pytest arguments selecting the tests that exercise it, cheapest first
+    "losses": ["tests/test_losses.py", ALG, "-k", "test_losses or objective or hidden_terms "
+               "or td_target or probe_chain or probe_truncation"],
+    "replay": ["tests/test_replay.py", ALG, "-k", "test_replay or probe or td_update or "
+               "reach_the_buffer or dataset"],
+    "training": [ALG, "tests/test_dqn.py", "-k", "keep_best or target_period or teacher_keeps "
+                 "or student_keeps or probe_one or dataset or test_dqn"],
+    "evaluate": [ALG, "tests/test_dqn.py", "-k", "rollout or comparison or teacher_keeps or "
+                 "final_eval"],
+    "dqn": [ALG, "tests/test_dqn.py", "-k", "probe or td_ or target or teacher_keeps or "
+            "learning_rate or gradient_clip or test_dqn"],
+    "distill": [ALG, "tests/test_distill.py", "-k", "behaviour or collect or dataset or "
+                "student_keeps or objective or hidden_terms or ensemble or output_bias or "
+                "test_distill"],
 }
 KEEP_BINARY = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|Pow_Mul|Mod_FloorDiv|BitOr_BitAnd|BitAnd_BitOr"
 EXCLUDE = [
@@ -44,7 +51,8 @@ EXCLUDE = [
 
 
 def config_text(module: str, tests: list[str], workers: list[str], timeout: float) -> str:
-    cmd = f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(tests)
+    cmd = f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(
+        f"'{t}'" if " " in t else t for t in tests)
     dist = ('name = "local"' if not workers else
             'name = "http"\n\n[cosmic-ray.distributor.http]\nworker-urls = '
             + json.dumps(workers))
@@ -115,13 +123,50 @@ def main(argv=None) -> int:
             dump = subprocess.run([str(bindir / "cosmic-ray"), "dump", str(db)], cwd=copies[0],
                                   capture_output=True, text=True, check=True).stdout
             (out / f"{module}.jsonl").write_text(dump)
-            print(f"{module}: {summarise(dump)} in {(time.perf_counter() - t0) / 60:.1f} min",
-                  file=sys.stderr, flush=True)
+            rechecked = recheck_survivors(dump, copies[0], bindir, cenv, args.timeout)
+            (out / f"{module}.recheck.json").write_text(json.dumps(rechecked, indent=1))
+            print(f"{module}: {summarise(dump)}; survivors re-run against every fast test: "
+                  f"{sum(r['outcome'] == 'killed' for r in rechecked)} killed, "
+                  f"{sum(r['outcome'] == 'survived' for r in rechecked)} survived, in "
+                  f"{(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr, flush=True)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
     write_survivors(out, args.modules.split(","))
     return 0
+
+
+BROAD = ["-m", "not slow"]   # every in-process test (the subprocess tests add no algorithm check)
+
+
+def recheck_survivors(dump: str, copy: Path, bindir: Path, env: dict,
+                      timeout: float) -> list[dict]:
+    """Phase 2: each survivor of the targeted tests, applied again and run against every
+    fast test, so that a survivor is one the whole suite misses."""
+    results = []
+    for job, res in outcomes(dump):
+        if (res or {}).get("test_outcome") != "survived":
+            continue
+        mu = job["mutations"][0]
+        path = mu["module_path"]
+        subprocess.run([str(bindir / "cosmic-ray"), "apply", path, mu["operator_name"],
+                        str(mu["occurrence"])], cwd=copy, env=env, check=True,
+                       capture_output=True)
+        try:
+            p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q",
+                                "-p", "no:cacheprovider", *BROAD], cwd=copy,
+                               env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+                               capture_output=True, text=True, timeout=timeout * 3)
+            outcome = "survived" if p.returncode == 0 else "killed"
+            failed = [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED")][:1]
+        except subprocess.TimeoutExpired:
+            outcome, failed = "killed", ["timeout"]
+        finally:
+            shutil.copy2(ROOT / path, copy / path)
+        results.append({"operator": mu["operator_name"], "occurrence": mu["occurrence"],
+                        "line": mu["start_pos"][0], "outcome": outcome, "by": failed,
+                        "diff": res.get("diff")})
+    return results
 
 
 def outcomes(dump: str) -> list[tuple[dict, dict | None]]:
@@ -142,16 +187,17 @@ def write_survivors(out: Path, modules: list[str]) -> None:
         if not p.exists():
             continue
         dump = p.read_text()
-        lines.append(f"## {module}: {summarise(dump)}")
+        rc = out / f"{module}.recheck.json"
+        rechecked = json.loads(rc.read_text()) if rc.exists() else []
+        left = [r for r in rechecked if r["outcome"] == "survived"]
+        lines.append(f"## {module}: {summarise(dump)}; {len(rechecked) - len(left)} of the "
+                     f"survivors killed by the whole fast suite, {len(left)} left")
         lines.append("")
-        for job, res in outcomes(dump):
-            if (res or {}).get("test_outcome") != "survived":
-                continue
-            mu = job["mutations"][0]
-            lines.append(f"- `{mu['operator_name']}` line {mu['start_pos'][0]}")
+        for r in left:
+            lines.append(f"- `{r['operator']}` line {r['line']}")
             lines.append("```diff")
-            lines.extend(ln for ln in (res.get("diff") or "").splitlines()
-                         if ln.startswith(("+", "-", "@")) and not ln.startswith(("+++", "---")))
+            lines.extend(ln for ln in (r["diff"] or "").splitlines()
+                         if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---")))
             lines.append("```")
         lines.append("")
     (out / "survivors.md").write_text("\n".join(lines))
