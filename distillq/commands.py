@@ -82,7 +82,8 @@ def train_teacher(cfg: config.TeacherConfig | None, *, out: str | None = None,
         state, start = rundir.begin(files, cfg, state, resume is not None, len(local))
 
         def stop(m: dict) -> bool:
-            return cfg.stop_return > 0 and bool((m["best_return"] >= cfg.stop_return).all())
+            return (cfg.stop_return is not None
+                    and bool((m["best_return"] >= cfg.stop_return).all()))
 
         res = rundir.fit(kind="teacher", cfg=cfg, files=files, state=state, args=(),
                          chunk=_jit_vmap(trainer.chunk, in_axes=(0, None), donate=(0,)),
@@ -200,14 +201,16 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
                                                                   teacher_params))
         state, start = rundir.begin(files, cfg, state, resume is not None, len(local_seeds))
         target = None
-        if cfg.stop_retention > 0:
-            if plan.seed_index is None:   # the ensemble's own return, measured once up front
-                t_ret, _ = _timed(_jit_vmap(distiller.teacher_eval), teacher_params,
-                                  _eval_keys(local_seeds))
-                target = cfg.stop_retention * np.asarray(t_ret).mean(-1)
-            else:
-                recorded = teachers.returns(runs)
-                target = cfg.stop_retention * np.array([recorded[i] for i in plan.seed_index])
+        if cfg.stop_retention > 0:   # (normalised) retention: between random and teacher
+            base, _ = _timed(_jit_vmap(distiller.baselines), teacher_params,
+                             _eval_keys(local_seeds))
+            t_mean, r_mean = base["teacher"].mean(-1), base["random"].mean(-1)
+            # a teacher no better than random: retention is undefined; match its return
+            target = np.where(t_mean > r_mean,
+                              r_mean + cfg.stop_retention * (t_mean - r_mean), t_mean)
+            if np.any(t_mean <= r_mean):
+                console.print("[yellow]warning: a teacher is no better than a random policy; "
+                              "its students stop on matching its return[/yellow]")
 
         def stop(m: dict) -> bool:
             return target is not None and bool(np.all(m["best_return"] >= target))

@@ -92,8 +92,9 @@ class TeacherConfig(_Schedule):
     chunk_steps: int = _f(256, "vectorised env steps per jitted chunk (host sync period)", min=1)
     eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
                             "evaluated params are kept (0 = keep the last params)", min=0)
-    stop_return: float = _f(500.0, "stop early once every seed's in-training evaluation "
-                            "reaches this mean return (0 = never stop early)", min=0.0)
+    stop_return: float | None = _f(None, "stop early once every seed's in-training evaluation "
+                                   "reaches this mean return (none = never; set per env in "
+                                   "configs/envs/)")
     final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
     checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
                                 "(0 = only on SIGINT/SIGTERM)", min=0.0)
@@ -182,8 +183,8 @@ class DistillConfig(_Schedule):
     eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
                             "evaluated params are kept (0 = keep the last params)", min=0)
     stop_retention: float = _f(0.0, "stop early once every student's in-training evaluation "
-                               "reaches this fraction of its teacher's return (0 = never)",
-                               min=0.0)
+                               "reaches this normalised retention, (S - R) / (T - R) with R a "
+                               "uniform-random policy's return (0 = never)", min=0.0)
     final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
     checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
                                 "(0 = only on SIGINT/SIGTERM)", min=0.0)
@@ -455,7 +456,11 @@ def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | 
     values: dict[str, Any] = {}
     for layer, source in layers:
         values.update(layer)
-        build(cls, values, source=source)   # report a file's errors against that file
+        try:
+            build(cls, values, source=source)   # report a file's errors against that file
+        except ConfigError as e:
+            msg = str(e)
+            raise ConfigError(msg if source in msg else f"{msg} (in {source})") from None
     values.update(over)
     return build(cls, values, source=layers[-1][1] if layers else "")
 
@@ -490,6 +495,8 @@ def to_toml(cfg: Any) -> str:
 
 
 def _toml_value(v: Any) -> str:
+    if v is None:
+        return '"none"'
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):

@@ -50,7 +50,7 @@ class Distiller(NamedTuple):
     init: Any
     chunk: Any
     final_eval: Any      # (params, teacher_params, key) -> student vs teacher, same keys
-    teacher_eval: Any    # (teacher_params, key) -> the teacher (ensemble) alone
+    baselines: Any       # (teacher_params, key) -> {"teacher", "random"} returns, same keys
     behaviour: Any       # (state, teacher_params, t, key) -> (acting, teacher's, student's)
     update: Any          # one gradient update on a buffer (tests drive it directly)
 
@@ -120,6 +120,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
                else None)
     final_eval = evaluate.make_comparison(env, apply, t_apply, cfg.final_episodes)
     teacher_rollout = evaluate.make_rollout(env, t_apply, cfg.final_episodes)
+    random_rollout = evaluate.make_rollout(env, None, cfg.final_episodes)
 
     def init(key: jax.Array, teacher_params: Any) -> DistillState:
         """Student params, with the output bias set to the teacher's mean Q on the first
@@ -213,8 +214,11 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             metrics[f"loss_{name}"] = term_means[i]
         return state._replace(key=key, best_params=best, best_return=best_ret), metrics
 
-    def teacher_eval(teacher_params, key):
-        return teacher_rollout(teacher_params, key)["returns"]
+    def baselines(teacher_params, key):
+        """What retention is measured between: the teacher (ensemble) and a uniform-random
+        policy, on the final evaluation's keys."""
+        return {"teacher": teacher_rollout(teacher_params, key)["returns"],
+                "random": random_rollout(None, key)["returns"]}
 
-    return Distiller(cfg, env, net_spec, layout, init, chunk, final_eval, teacher_eval,
+    return Distiller(cfg, env, net_spec, layout, init, chunk, final_eval, baselines,
                      behaviour, update)

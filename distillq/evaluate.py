@@ -19,16 +19,22 @@ import jax.numpy as jnp
 from distillq import envs
 
 
-def make_rollout(env: envs.Env, apply_fn: Callable, num_episodes: int,
+def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                  other_apply: Callable | None = None) -> Callable:
+    """apply_fn None: a uniform-random policy (the baseline of normalised retention)."""
     def rollout(params: Any, key: jax.Array, other_params: Any = None) -> dict:
         k_reset, k_steps = jax.random.split(key)
+        k_act = jax.random.fold_in(k_steps, 0x7A4D)
         obs, state = envs.reset(env, jax.random.split(k_reset, num_episodes))
         zeros = jnp.zeros((num_episodes,), jnp.float32)
 
         def body(carry, i):
             obs, state, alive, ret, length, agree = carry
-            action = jnp.argmax(apply_fn(params, obs), axis=-1)
+            if apply_fn is None:
+                action = jax.random.randint(jax.random.fold_in(k_act, i), (num_episodes,), 0,
+                                            env.num_actions)
+            else:
+                action = jnp.argmax(apply_fn(params, obs), axis=-1)
             if other_apply is not None:
                 same = jnp.argmax(other_apply(other_params, obs), axis=-1) == action
                 agree = agree + alive * same
@@ -50,13 +56,15 @@ def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Calla
                     num_episodes: int) -> Callable:
     """compare(params, teacher_params, key): the student's greedy episodes, the teacher's
     action at every state the student visits (fidelity), and the teacher's own greedy
-    episodes on the same keys (same initial states)."""
+    episodes and a uniform-random policy's episodes on the same keys (same initial states)."""
     student = make_rollout(env, student_apply, num_episodes, other_apply=teacher_apply)
     teacher = make_rollout(env, teacher_apply, num_episodes)
+    uniform = make_rollout(env, None, num_episodes)
 
     def compare(params: Any, teacher_params: Any, key: jax.Array) -> dict:
         s = student(params, key, teacher_params)
-        return {**s, "teacher_returns": teacher(teacher_params, key)["returns"]}
+        return {**s, "teacher_returns": teacher(teacher_params, key)["returns"],
+                "random_returns": uniform(None, key)["returns"]}
 
     return compare
 

@@ -16,6 +16,20 @@ def summary(returns) -> dict:
             "max": float(r.max()), "episodes": int(r.size)}
 
 
+def normalised_retention(student: float, teacher: float, random: float) -> float | None:
+    """(S - R) / (T - R): 1 = the teacher's return, 0 = a uniform-random policy's, on the same
+    episodes. Meaningful for negative and zero-floored returns, unlike S / T. None when the
+    teacher is no better than random."""
+    gap = teacher - random
+    return None if gap <= 1e-9 else (student - random) / gap
+
+
+def raw_retention(student: float, teacher: float, floor: float) -> float | None:
+    """S / T, only where it means something: every return involved is >= 0 (`floor` is the
+    lowest of them) and the teacher's is > 0."""
+    return student / teacher if floor >= 0 and teacher > 0 else None
+
+
 def per_seed(seeds: list[int], returns) -> list[dict]:
     return [{"seed": s, **summary(returns[i])} for i, s in enumerate(seeds)]
 
@@ -26,7 +40,10 @@ def teacher_evaluation(seeds: list[int], returns) -> dict:
 
 def student_evaluation(meta: dict, final: dict) -> dict:
     """Per student (seed and sweep point), per sweep point, and overall summaries of a
-    student-vs-teacher comparison (evaluate.make_comparison's output, gathered)."""
+    student-vs-teacher comparison (evaluate.make_comparison's output, gathered).
+
+    `retention` is normalised against a uniform-random policy on the same episodes,
+    (S - R) / (T - R); `retention_raw` is S / T where returns cannot be negative."""
     import numpy as np
 
     seeds = meta["seeds"]
@@ -34,25 +51,31 @@ def student_evaluation(meta: dict, final: dict) -> dict:
     point_of = meta.get("point_index") or [0] * len(seeds)
     t_seeds = meta["teacher"]["seeds"]
     s_ret, t_ret = np.asarray(final["returns"]), np.asarray(final["teacher_returns"])
+    r_ret = np.asarray(final["random_returns"])
     agree, length = np.asarray(final["agree"]), np.asarray(final["lengths"])
+    floor = float(min(s_ret.min(), t_ret.min(), r_ret.min()))
 
-    def retention(idx) -> float | None:
-        tm = float(t_ret[idx].mean())
-        return float(s_ret[idx].mean() / tm) if tm else None
+    def means(idx):
+        return float(s_ret[idx].mean()), float(t_ret[idx].mean()), float(r_ret[idx].mean())
+
+    def retentions(idx) -> dict:
+        s, t, r = means(idx)
+        return {"teacher_mean": t, "random_mean": r,
+                "retention": normalised_retention(s, t, r),
+                "retention_raw": raw_retention(s, t, floor)}
 
     def fidelity(idx) -> float:
         return float(agree[idx].sum() / max(length[idx].sum(), 1))
 
     def block(idx: list[int]) -> dict:
-        valid = [r for r in (retention(i) for i in idx) if r is not None]
-        return {**summary(s_ret[idx]), "teacher_mean": float(t_ret[idx].mean()),
-                "retention": retention(idx), "retention_min": min(valid) if valid else None,
-                "fidelity": fidelity(idx)}
+        per = [retentions(i)["retention"] for i in idx]
+        valid = [r for r in per if r is not None]
+        return {**summary(s_ret[idx]), **retentions(idx),
+                "retention_min": min(valid) if valid else None, "fidelity": fidelity(idx)}
 
     rows = []
     for i, s in enumerate(seeds):
-        row = {"seed": s, "teacher_seed": t_seeds[i], **summary(s_ret[i]),
-               "teacher_mean": float(t_ret[i].mean()), "retention": retention(i),
+        row = {"seed": s, "teacher_seed": t_seeds[i], **summary(s_ret[i]), **retentions(i),
                "fidelity": fidelity(i)}
         if len(points) > 1:
             row["point"] = point_of[i]
@@ -85,14 +108,15 @@ def print_eval_table(title: str, rows: list[dict]) -> None:
 
     table = Table(title=title, title_style="bold", show_lines=False)
     cols = ["seed", "mean", "std", "min", "max"]
-    extra = [c for c in ("teacher_mean", "retention", "fidelity") if rows and c in rows[0]]
+    extra = [c for c in ("teacher_mean", "random_mean", "retention", "fidelity")
+             if rows and c in rows[0]]
     for c in cols + extra:
         table.add_column(c, justify="right")
     for row in rows:
         cells = [str(row["seed"])] + [f"{row[c]:.1f}" for c in cols[1:]]
         for c in extra:
             v = row[c]
-            cells.append("-" if v is None else (f"{v:.1f}" if c == "teacher_mean"
+            cells.append("-" if v is None else (f"{v:.1f}" if c.endswith("_mean")
                                                 else f"{100 * v:.1f}%"))
         table.add_row(*cells)
     console.print(table)

@@ -44,8 +44,3 @@ def per_student_params(teachers: list[checkpoint.Run], seed_index: list[int] | N
 def labels(teachers: list[checkpoint.Run]) -> list[int]:
     """Every teacher seed, in the order of per_student_params' stacking."""
     return [s for t in teachers for s in t.meta["seeds"]]
-
-
-def returns(teachers: list[checkpoint.Run]) -> list[float]:
-    """Each teacher seed's recorded mean return, in the same order."""
-    return [p["mean"] for t in teachers for p in t.meta["evaluation"]["per_seed"]]

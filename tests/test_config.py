@@ -16,7 +16,10 @@ def test_config_files_equal_defaults_and_are_complete(kind):
     values = config.read_toml(path)
     assert set(values) == {f.name for f in dataclasses.fields(cls)}
     assert config.build(cls, values) == cls()
-    assert config.load(kind) == cls()
+    # the default env's own file (configs/envs/CartPole-v1.toml) layers over the defaults
+    env_layer = config.read_env_file("CartPole-v1").get(kind, {})
+    assert config.load(kind) == config.build(cls, {**values, **env_layer})
+    assert config.load("teacher").stop_return == 500.0 and cls().__class__ is cls
 
 
 def test_overrides_and_coercion():
@@ -98,3 +101,47 @@ def test_readme_config_reference_is_current():
     for cls in config.CONFIGS.values():
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in readme, f.name
+
+
+def test_env_defaults_layer_between_the_defaults_and_the_user(tmp_path, monkeypatch):
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    (envs / "Probe-v0.toml").write_text(
+        "[env]\ntarget = -100.0\n[teacher]\nlr = 0.5\nnum_envs = 8\nstop_return = -90.0\n"
+        "[distill]\nnetwork = 'linear'\n")
+    monkeypatch.setattr(config, "ENV_CONFIG_DIR", envs)
+    t = config.load("teacher", None, {"env": "Probe-v0"})
+    assert (t.lr, t.num_envs, t.stop_return) == (0.5, 8, -90.0)       # the env's layer
+    assert config.env_target("Probe-v0") == -100.0
+    user = tmp_path / "mine.toml"
+    user.write_text('env = "Probe-v0"\nlr = 0.1\n')
+    t = config.load("teacher", user, {"num_envs": "2"})
+    assert (t.lr, t.num_envs, t.stop_return) == (0.1, 2, -90.0)       # user file, then --set
+    assert config.load("distill", None, {}, env="Probe-v0").network == "linear"
+    assert config.load("distill", None, {}).network == "64,32"        # no env: no layer
+    assert config.load("teacher", None, {"env": "CartPole-v1"}).lr == config.TeacherConfig().lr
+    (envs / "Bad-v0.toml").write_text("[teacher]\nlr = -1\n")
+    with pytest.raises(ConfigError, match="Bad-v0.toml"):
+        config.load("teacher", None, {"env": "Bad-v0"})
+    (envs / "Typo-v0.toml").write_text("[teachers]\nlr = 1\n")
+    with pytest.raises(ConfigError, match="unknown table"):
+        config.load("teacher", None, {"env": "Typo-v0"})
+
+
+def test_every_env_file_loads_for_both_kinds():
+    files = sorted(config.ENV_CONFIG_DIR.glob("*.toml"))
+    assert files, "configs/envs/ is empty"
+    for f in files:
+        env = f.stem
+        assert config.read_env_file(env).get("env", {}).get("target") is not None, env
+        t = config.load("teacher", None, {"env": env})
+        assert t.env == env and t.stop_return is not None, env
+        config.load("distill", None, {}, env=env)
+
+
+def test_stop_return_none_round_trips():
+    cfg = config.build(config.TeacherConfig, {"stop_return": "none"})
+    assert cfg.stop_return is None
+    assert config.from_dict("teacher", config.to_dict(cfg)).stop_return is None
+    assert 'stop_return = "none"' in config.to_toml(cfg)
+    assert config.build(config.TeacherConfig, {"stop_return": "-75.5"}).stop_return == -75.5

@@ -139,9 +139,9 @@ def test_distill_config_validation():
     assert len(cfg.sweep_points) == 4
 
 
-def test_teacher_eval_is_the_comparison_s_teacher_side(teacher, cartpole):
-    """The ensemble's own return (used for stop_retention) equals what the student-vs-teacher
-    comparison reports for the teacher on the same keys."""
+def test_baselines_are_the_comparison_s_teacher_and_random_sides(teacher, cartpole):
+    """The ensemble's own return and the random policy's (used for stop_retention) equal
+    what the student-vs-teacher comparison reports on the same keys."""
     cfg = tiny_distill(ensemble=True)
     d = distill.make_distiller(cfg, cartpole, teacher.meta["network"])
     tparams = teachers.per_student_params([teacher], None, 1)
@@ -149,9 +149,12 @@ def test_teacher_eval_is_the_comparison_s_teacher_side(teacher, cartpole):
     sparams = jax.vmap(lambda k: networks.init(net, k, (4,)))(
         jax.random.PRNGKey(0)[None])
     keys = jnp.stack([evaluate.eval_key(0)])
-    alone = jax.jit(jax.vmap(d.teacher_eval))(tparams, keys)
+    alone = jax.jit(jax.vmap(d.baselines))(tparams, keys)
     both = jax.jit(jax.vmap(d.final_eval))(sparams, tparams, keys)
-    np.testing.assert_array_equal(np.asarray(alone), np.asarray(both["teacher_returns"]))
+    np.testing.assert_array_equal(np.asarray(alone["teacher"]),
+                                  np.asarray(both["teacher_returns"]))
+    np.testing.assert_array_equal(np.asarray(alone["random"]), np.asarray(both["random_returns"]))
+    assert 8 < float(np.mean(alone["random"])) < 40      # CartPole's random policy: ~22
 
 
 def test_ensemble_distill_with_stop_retention(teacher_run, tmp_path):

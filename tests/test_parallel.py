@@ -16,7 +16,7 @@ from distillq import _setup, checkpoint, config
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
-CFG = {**TINY_TEACHER, "seeds": 4, "stop_return": 0.0}
+CFG = {**TINY_TEACHER, "seeds": 4, "stop_return": None}
 
 
 def _env(**extra):

@@ -18,7 +18,7 @@ from distillq import checkpoint, config
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
-LONG = {**TINY_TEACHER, "seeds": 2, "total_steps": 30_000, "stop_return": 0.0,
+LONG = {**TINY_TEACHER, "seeds": 2, "total_steps": 30_000, "stop_return": None,
         "chunk_steps": 32, "checkpoint_secs": 0.0}
 
 
