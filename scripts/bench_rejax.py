@@ -3,7 +3,8 @@
     python scripts/bench_rejax.py --seeds 8     # prints one JSON line
 
 Config: rejax's repository `configs/gymnax/cartpole.yaml` (tag v0.1.3), section `dqn`
-(copied below). rejax unpacks gymnax's old 5-value `step`; gymnax 1.0 returns 6 values, so the env is wrapped in gymnax's LegacyStepAPIWrapper (with a __getattr__ guard:
+(copied below). rejax unpacks gymnax's old 5-value `step`; gymnax 1.0 returns 6 values, so
+the env is wrapped in gymnax's LegacyStepAPIWrapper (with a __getattr__ guard:
 the stock wrapper recurses forever under the deepcopy in rejax's `create`). The final policy
 is evaluated with rejax's own `evaluate` and act function (epsilon 0.005), 100 episodes/seed.
 """
