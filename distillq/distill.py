@@ -105,7 +105,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
     apply, t_apply = net.apply, networks.ensemble_apply(teacher.apply)   # mean Q over K
     tx = optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)
     E, R, B = cfg.num_envs, cfg.buffer_rows, cfg.batch_size
-    layout = replay.Layout(env.obs_shape)
+    layout = replay.Layout(env.obs_shape, env.binary_obs)
     objective = make_objective(cfg, net, teacher)
     ls, lt = cfg.layer_pair
     with_params = [n for n in cfg.term_names if registry.LOSSES[n].params]
@@ -135,7 +135,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         terms = {n: registry.load(registry.LOSSES[n].params)(kk, *dims, k)
                  for n, kk in zip(with_params, keys, strict=False)}
         train = {"student": params, "terms": terms}
-        return DistillState(train, tx.init(train), replay.init(R, E, layout.width), env_state,
+        return DistillState(train, tx.init(train), layout.init(R, E), env_state,
                             obs, k_run, params, jnp.asarray(-jnp.inf, jnp.float32))
 
     def update(train, opt_state, teacher_params, hyper, buffer, t_written, key):

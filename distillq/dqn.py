@@ -89,7 +89,7 @@ def make_trainer(cfg: TeacherConfig, env: envs.Env) -> Trainer:
     apply = net.apply
     tx = optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)
     E, R, B, n = cfg.num_envs, cfg.buffer_rows, cfg.batch_size, cfg.n_step
-    layout = replay.Layout(env.obs_shape)
+    layout = replay.Layout(env.obs_shape, env.binary_obs)
     rollout = (evaluate.make_rollout(env, apply, cfg.eval_episodes) if cfg.eval_episodes > 0
                else None)
     final_rollout = evaluate.make_rollout(env, apply, cfg.final_episodes)
@@ -98,7 +98,7 @@ def make_trainer(cfg: TeacherConfig, env: envs.Env) -> Trainer:
         k_net, k_env, k_run = jax.random.split(key, 3)
         params = networks.init(net, k_net, env.obs_shape)
         obs, env_state = envs.reset(env, jax.random.split(k_env, E))
-        return DQNState(params, params, tx.init(params), replay.init(R, E, layout.width),
+        return DQNState(params, params, tx.init(params), layout.init(R, E),
                         env_state, obs, jnp.zeros((E,), jnp.float32), k_run, params,
                         jnp.asarray(-jnp.inf, jnp.float32))
 

@@ -28,6 +28,7 @@ class Env(NamedTuple):
     obs_shape: tuple[int, ...]
     num_actions: int
     max_steps: int
+    binary_obs: bool = False   # observations are 0/1 frames (MinAtar): stored as uint8
 
     @property
     def obs_dim(self) -> int:
@@ -93,23 +94,23 @@ def make(name: str) -> Env:
     if name in registry.ENVS:
         e = registry.ENVS[name]
         env = _fast_env_class(e.module, e.cls)()
-        params = env.default_params
-    else:
-        gymnax = _gymnax()
-        if name not in gymnax.registered_envs:
-            raise ConfigError(f"unknown env {name!r}; valid: {', '.join(gymnax.registered_envs)}")
-        env, params = gymnax.make(name)
+        return from_gymnax(name, env, env.default_params, binary_obs=e.family == "minatar")
+    gymnax = _gymnax()
+    if name not in gymnax.registered_envs:
+        raise ConfigError(f"unknown env {name!r}; valid: {', '.join(gymnax.registered_envs)}")
+    env, params = gymnax.make(name)
     return from_gymnax(name, env, params)
 
 
-def from_gymnax(name: str, env: Any, params: Any) -> Env:
+def from_gymnax(name: str, env: Any, params: Any, binary_obs: bool = False) -> Env:
     """Wrap any object with gymnax's reset/step/action_space/observation_space interface
     (tests use it for probe environments with known answers)."""
     space = env.action_space(params)
     if not hasattr(space, "n"):
         raise ConfigError(f"env {name!r} has a continuous action space; DQN needs discrete actions")
     shape = tuple(int(d) for d in env.observation_space(params).shape)
-    return Env(name, env, params, shape, int(space.n), int(params.max_steps_in_episode))
+    return Env(name, env, params, shape, int(space.n), int(params.max_steps_in_episode),
+               binary_obs)
 
 
 def reset(env: Env, keys: jax.Array):

@@ -66,9 +66,32 @@ class Linear(nn.Module):
         return (q, ()) if return_hidden else q
 
 
+class Conv(nn.Module):
+    """A stride-1, VALID 2-D convolution (the same params and result as flax's nn.Conv:
+    kernel [k, k, C, F], bias [F]), computed as shifted slices and one matmul (im2col).
+    Measured on XLA:CPU (jax 0.10): a convolution's gradient inside lax.scan, as in every
+    training loop here, ran 17x slower than outside it (41 ms vs 2.4 ms for a 3x3x4x16 conv,
+    batch 128), while the im2col form costs 1.1 ms in the loop."""
+
+    features: int
+    kernel: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel
+        w = self.param("kernel", nn.initializers.lecun_normal(),
+                       (k, k, x.shape[-1], self.features))
+        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        h, wd = x.shape[-3] - k + 1, x.shape[-2] - k + 1
+        cols = jnp.concatenate([x[..., i:i + h, j:j + wd, :] for i in range(k)
+                                for j in range(k)], axis=-1)
+        return cols @ w.reshape(-1, self.features) + b
+
+
 class CNN(nn.Module):
     """Conv(channels, kernel x kernel, stride 1, VALID) -> act -> flatten -> Dense... -> q.
-    Inputs are [..., height, width, channels]."""
+    Inputs are [..., height, width, channels]; params are laid out as flax's nn.Conv would
+    lay them out ({"conv": {"kernel": [k, k, C, F], "bias": [F]}, "hidden_i", "q"})."""
 
     channels: int
     kernel: int
@@ -85,9 +108,7 @@ class CNN(nn.Module):
     def __call__(self, x: jax.Array, return_hidden: bool = False):
         act = ACTIVATIONS[self.activation]
         batch = x.shape[:-3]
-        x = x.reshape(-1, *x.shape[-3:])
-        x = act(nn.Conv(self.channels, (self.kernel, self.kernel), padding="VALID",
-                        name="conv")(x))
+        x = act(Conv(self.channels, self.kernel, name="conv")(x))
         x = x.reshape(*batch, -1)
         hiddens = [x]
         for i, width in enumerate(self.dense):

@@ -30,10 +30,16 @@ class Transition(NamedTuple):
 
 
 class Layout(NamedTuple):
-    """Packing of a Transition into one float32 row: obs | action | reward | terminated |
-    done | next_obs."""
+    """How a Transition is stored: one row per vectorised env step.
+
+    Default: one packed float32 array, obs | action | reward | terminated | done | next_obs.
+    `binary_obs` (MinAtar's 0/1 frames): observations as uint8 in their own arrays (4x less
+    memory) beside a float32 array of the four scalars. `pack(Transition) -> row` and
+    `unpack(rows) -> Transition` (observations as float32, with their shape) hide which.
+    """
 
     obs_shape: tuple[int, ...]
+    binary_obs: bool = False
 
     @property
     def obs_dim(self) -> int:
@@ -41,16 +47,33 @@ class Layout(NamedTuple):
 
     @property
     def width(self) -> int:
+        """Values per transition in the packed layout."""
         return 2 * self.obs_dim + 4
 
-    def pack(self, tr: Transition) -> jax.Array:
-        lead = tr.action.shape
-        flat = lambda x: x.reshape(*lead, self.obs_dim).astype(jnp.float32)  # noqa: E731
-        col = lambda x: x.astype(jnp.float32)[..., None]  # noqa: E731
-        return jnp.concatenate([flat(tr.obs), col(tr.action), col(tr.reward),
-                                col(tr.terminated), col(tr.done), flat(tr.next_obs)], axis=-1)
+    def init(self, rows: int, num_envs: int):
+        if not self.binary_obs:
+            return jnp.zeros((rows, num_envs, self.width), jnp.float32)
+        frames = jnp.zeros((rows, num_envs, *self.obs_shape), jnp.uint8)
+        return {"obs": frames, "next_obs": frames,
+                "scalars": jnp.zeros((rows, num_envs, 4), jnp.float32)}
 
-    def unpack(self, rows: jax.Array) -> Transition:
+    def pack(self, tr: Transition):
+        lead = tr.action.shape
+        col = lambda x: x.astype(jnp.float32)[..., None]  # noqa: E731
+        scalars = [col(tr.action), col(tr.reward), col(tr.terminated), col(tr.done)]
+        if self.binary_obs:
+            return {"obs": tr.obs.astype(jnp.uint8), "next_obs": tr.next_obs.astype(jnp.uint8),
+                    "scalars": jnp.concatenate(scalars, axis=-1)}
+        flat = lambda x: x.reshape(*lead, self.obs_dim).astype(jnp.float32)  # noqa: E731
+        return jnp.concatenate([flat(tr.obs), *scalars, flat(tr.next_obs)], axis=-1)
+
+    def unpack(self, rows) -> Transition:
+        if self.binary_obs:
+            sc = rows["scalars"]
+            return Transition(obs=rows["obs"].astype(jnp.float32),
+                              action=sc[..., 0].astype(jnp.int32), reward=sc[..., 1],
+                              terminated=sc[..., 2] > 0.5, done=sc[..., 3] > 0.5,
+                              next_obs=rows["next_obs"].astype(jnp.float32))
         d = self.obs_dim
         lead = rows.shape[:-1]
         return Transition(obs=rows[..., :d].reshape(*lead, *self.obs_shape),
@@ -62,13 +85,18 @@ class Layout(NamedTuple):
 
 
 def init(rows: int, num_envs: int, width: int) -> jax.Array:
+    """A packed buffer of `width` floats per transition (Layout.init picks the layout)."""
     return jnp.zeros((rows, num_envs, width), jnp.float32)
 
 
-def write(data: jax.Array, row: jax.Array, t: jax.Array) -> jax.Array:
-    """Write `row` [num_envs, width] as the t-th row ever written (t counts from 0)."""
-    pos = jnp.asarray(t % data.shape[0], jnp.int32)
-    return jax.lax.dynamic_update_slice(data, row[None].astype(data.dtype), (pos, 0, 0))
+def write(data, row, t: jax.Array):
+    """Write `row` (leaves [num_envs, ...]) as the t-th row ever written (t counts from 0)."""
+    def one(d, r):
+        pos = jnp.asarray(t % d.shape[0], jnp.int32)
+        return jax.lax.dynamic_update_slice(d, r[None].astype(d.dtype),
+                                            (pos,) + (0,) * (d.ndim - 1))
+
+    return jax.tree.map(one, data, row)
 
 
 def count(t_written: jax.Array, rows: int) -> jax.Array:
@@ -92,14 +120,20 @@ def sample_indices(key: jax.Array, t_written: jax.Array, rows: int, num_envs: in
     return row, env
 
 
-def gather(data: jax.Array, row: jax.Array, env: jax.Array) -> jax.Array:
-    """data[row[b, k], env[b]] -> [batch, span, width]."""
-    return data[row, env[:, None]]
+def gather(data, row: jax.Array, env: jax.Array):
+    """data[row[b, k], env[b]] for every leaf -> [batch, span, ...]."""
+    return jax.tree.map(lambda d: d[row, env[:, None]], data)
 
 
-def sample(data: jax.Array, layout: Layout, key: jax.Array, t_written: jax.Array,
-           batch: int, span: int = 1) -> Transition:
+def capacity(data) -> tuple[int, int]:
+    """(rows, num_envs) of a buffer."""
+    leaf = jax.tree.leaves(data)[0]
+    return leaf.shape[0], leaf.shape[1]
+
+
+def sample(data, layout: Layout, key: jax.Array, t_written: jax.Array, batch: int,
+           span: int = 1) -> Transition:
     """`batch` windows of `span` consecutive transitions: fields [batch, span, ...]."""
-    rows, num_envs = data.shape[0], data.shape[1]
+    rows, num_envs = capacity(data)
     row, env = sample_indices(key, t_written, rows, num_envs, batch, span)
     return layout.unpack(gather(data, row, env))

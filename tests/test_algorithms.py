@@ -524,3 +524,18 @@ def test_student_evaluation_reports_normalised_and_raw_retention():
     # overall: means over both seeds: S -145, T -90, R -350 -> 205 / 260
     assert ev["overall"]["retention"] == pytest.approx(205 / 260)
     assert s0["fidelity"] == 0.5 and ev["overall"]["fidelity"] == pytest.approx(4 / 16)
+
+
+def test_cnn_conv_equals_flax_conv():
+    """The im2col convolution is flax's VALID stride-1 nn.Conv, params and result alike."""
+    import flax.linen as nn
+
+    x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (2, 5, 10, 10, 4)).astype(jnp.float32)
+    ours = networks.Conv(16, 3)
+    p = ours.init(jax.random.PRNGKey(0), x)
+    ref = nn.Conv(16, (3, 3), padding="VALID")
+    assert jax.tree.map(jnp.shape, p) == jax.tree.map(jnp.shape, ref.init(
+        jax.random.PRNGKey(0), x[0]))
+    want = ref.apply(p, x.reshape(-1, 10, 10, 4)).reshape(2, 5, 8, 8, 16)
+    np.testing.assert_allclose(np.asarray(ours.apply(p, x)), np.asarray(want), rtol=1e-5,
+                               atol=1e-5)

@@ -42,3 +42,26 @@ def test_write_is_unbatched_update_under_vmap():
     out = jax.vmap(replay.write, in_axes=(0, 0, None))(data, row, jnp.int32(5))
     np.testing.assert_array_equal(np.asarray(out[:, 1]), 1.0)
     assert float(out.sum()) == 2.0
+
+
+def test_layouts_round_trip_a_transition():
+    """Packed float rows and the binary-frame layout (uint8 obs) give the transition back."""
+    key = jax.random.PRNGKey(0)
+    for shape, binary in (((4,), False), ((3, 3, 2), False), ((3, 3, 2), True)):
+        lay = replay.Layout(shape, binary)
+        obs = jax.random.bernoulli(key, 0.5, (5, *shape)).astype(jnp.float32)
+        nxt = 1.0 - obs
+        tr = replay.Transition(obs, jnp.arange(5) % 3, jnp.linspace(-1, 1, 5),
+                               jnp.array([0, 1, 0, 0, 1], bool), jnp.array([0, 1, 1, 0, 1], bool),
+                               nxt)
+        data = lay.init(4, 5)
+        data = replay.write(data, lay.pack(tr), jnp.int32(6))       # row 6 % 4 = 2
+        back = lay.unpack(jax.tree.map(lambda d: d[2], data))
+        for a, b in zip(back, tr, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert back.obs.dtype == jnp.float32 and back.obs.shape == (5, *shape)
+        leaves = jax.tree.leaves(data)
+        assert (leaves[0].dtype == jnp.uint8) == binary
+        nbytes = sum(x.nbytes for x in leaves)
+        assert nbytes == 4 * 5 * ((2 * 18 + 16) if binary and len(shape) == 3
+                                  else 4 * lay.width)
