@@ -24,6 +24,8 @@ ENV_CONFIG_DIR = CONFIG_DIR / "envs"
 # Keys renamed since earlier versions, still accepted in config files, --set and the saved
 # config of older runs.
 ALIASES = {"hidden": "network"}
+OBS_NORM_DOC = ("fixed input scaling, part of the network spec: none, or bounds (each "
+                "observation dimension with finite bounds mapped to [-1, 1])")
 NETWORK_DOC = ("W,W,... (MLP hidden sizes), linear (no hidden layer) or cnn[:C,H,...] "
                "(MinAtar CNN)")
 
@@ -70,6 +72,7 @@ class TeacherConfig(_Schedule):
     seeds: int = _f(4, "number of independent seeds trained in one vmapped call", min=1)
     network: str = _f("128,64", "teacher network: " + NETWORK_DOC, network=True)
     activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
+    obs_norm: str = _f("none", OBS_NORM_DOC, choices=("none", "bounds"))
     num_envs: int = _f(16, "parallel environments per seed", min=1)
     total_steps: int = _f(100_000, "maximum environment steps per seed", min=1)
     learning_starts: int = _f(1_024, "environment steps per seed before the first update", min=0)
@@ -148,6 +151,7 @@ class DistillConfig(_Schedule):
     network: str = _f("64,32", "student network (its family may differ from the teacher's): "
                       + NETWORK_DOC, network=True)
     activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
+    obs_norm: str = _f("none", OBS_NORM_DOC, choices=("none", "bounds"))
     loss: tuple[str, ...] = _f(("kl",), "loss terms NAME[=WEIGHT[,WEIGHT...]] summed with their "
                                "weights (several weights: a sweep axis); names: "
                                + ", ".join(LOSSES) + "; in --set, join terms with +", sep="+")

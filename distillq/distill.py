@@ -99,7 +99,8 @@ def make_objective(cfg: DistillConfig, student: Any, teacher: Any):
 
 
 def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Distiller:
-    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions)
+    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions,
+                             envs.input_scaling(env) if cfg.obs_norm == "bounds" else None)
     net = networks.build(net_spec)
     teacher = networks.build(teacher_spec)
     apply, t_apply = net.apply, networks.ensemble_apply(teacher.apply)   # mean Q over K

@@ -84,7 +84,8 @@ def update_target(params: Any, target: Any, u: jax.Array, period: int, tau: floa
 
 
 def make_trainer(cfg: TeacherConfig, env: envs.Env) -> Trainer:
-    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions)
+    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions,
+                             envs.input_scaling(env) if cfg.obs_norm == "bounds" else None)
     net = networks.build(net_spec)
     apply = net.apply
     tx = optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)

@@ -29,6 +29,8 @@ class Env(NamedTuple):
     num_actions: int
     max_steps: int
     binary_obs: bool = False   # observations are 0/1 frames (MinAtar): stored as uint8
+    obs_low: tuple[float, ...] = ()    # observation bounds, flattened (inf: unbounded)
+    obs_high: tuple[float, ...] = ()
 
     @property
     def obs_dim(self) -> int:
@@ -108,9 +110,32 @@ def from_gymnax(name: str, env: Any, params: Any, binary_obs: bool = False) -> E
     space = env.action_space(params)
     if not hasattr(space, "n"):
         raise ConfigError(f"env {name!r} has a continuous action space; DQN needs discrete actions")
-    shape = tuple(int(d) for d in env.observation_space(params).shape)
+    obs_space = env.observation_space(params)
+    shape = tuple(int(d) for d in obs_space.shape)
+    low, high = (_bounds(getattr(obs_space, a, None), shape) for a in ("low", "high"))
     return Env(name, env, params, shape, int(space.n), int(params.max_steps_in_episode),
-               binary_obs)
+               binary_obs, low, high)
+
+
+def _bounds(b: Any, shape: tuple[int, ...]) -> tuple[float, ...]:
+    """Flattened bounds; |b| >= 1e6 (gymnax writes float32's max for "none") becomes inf."""
+    import numpy as np
+
+    if b is None:
+        return (math.inf,) * math.prod(shape)
+    a = np.broadcast_to(np.asarray(b, np.float64), shape).ravel()
+    return tuple(float(math.copysign(math.inf, x)) if abs(x) >= 1e6 else float(x) for x in a)
+
+
+def input_scaling(env: Env) -> dict:
+    """The fixed input scaling of `obs_norm = "bounds"`: (obs - shift) * scale maps each
+    bounded observation dimension to [-1, 1]; unbounded dimensions are left as they are."""
+    shift, scale = [], []
+    for lo, hi in zip(env.obs_low, env.obs_high, strict=True):
+        bounded = math.isfinite(lo) and math.isfinite(hi) and hi > lo
+        shift.append((lo + hi) / 2 if bounded else 0.0)
+        scale.append(2 / (hi - lo) if bounded else 1.0)
+    return {"shift": shift, "scale": scale}
 
 
 def reset(env: Env, keys: jax.Array):

@@ -13,7 +13,7 @@ Parameter counts and shapes come from the params themselves (`jax.eval_shape` of
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -122,12 +122,16 @@ class CNN(nn.Module):
 
 
 def spec(text_or_fields: str | dict, activation: str, obs_shape_: tuple[int, ...],
-         num_actions: int) -> dict:
-    """A full network spec from the --hidden/--student grammar (or parsed fields)."""
+         num_actions: int, input_norm: dict | None = None) -> dict:
+    """A full network spec from the --hidden/--student grammar (or parsed fields).
+    `input_norm` {"shift": [...], "scale": [...]} (flattened obs) is a fixed input scaling,
+    (obs - shift) * scale, applied before the network (envs.input_scaling)."""
     fields = (registry.parse_network(text_or_fields) if isinstance(text_or_fields, str)
               else dict(text_or_fields))
     out = {**fields, "activation": activation, "obs_shape": [int(d) for d in obs_shape_],
            "num_actions": int(num_actions)}
+    if input_norm is not None:
+        out["input_norm"] = {k: [float(v) for v in input_norm[k]] for k in ("shift", "scale")}
     kind = registry.NETWORKS[out["type"]]
     if kind.image and len(out["obs_shape"]) != 3:
         from distillq.errors import ConfigError
@@ -145,14 +149,40 @@ def obs_shape(net_spec: dict) -> tuple[int, ...]:
     return (int(net_spec["obs_dim"]),)
 
 
-def build(net_spec: dict) -> nn.Module:
+class Net(NamedTuple):
+    """A built network: its flax module behind the spec's fixed input scaling, if any (the
+    params are the module's own, so a checkpoint does not depend on the scaling)."""
+
+    module: nn.Module
+    shift: Any = None        # [*obs_shape] or None
+    scale: Any = None
+
+    def prep(self, x: jax.Array) -> jax.Array:
+        return x if self.shift is None else (x - self.shift) * self.scale
+
+    def init(self, key: jax.Array, x: jax.Array) -> Any:
+        return self.module.init(key, self.prep(x))
+
+    def apply(self, params: Any, x: jax.Array, return_hidden: bool = False):
+        return self.module.apply(params, self.prep(x), return_hidden=return_hidden)
+
+
+def build(net_spec: dict) -> Net:
     kind = net_spec.get("type")
     if kind not in registry.NETWORKS:
         raise ValueError(f"unknown network type {kind!r}")
-    return registry.load(registry.NETWORKS[kind].impl).from_spec(net_spec)
+    module = registry.load(registry.NETWORKS[kind].impl).from_spec(net_spec)
+    norm = net_spec.get("input_norm")
+    if norm is None:
+        return Net(module)
+    import numpy as np
+
+    shape = obs_shape(net_spec)
+    return Net(module, np.asarray(norm["shift"], np.float32).reshape(shape),
+               np.asarray(norm["scale"], np.float32).reshape(shape))
 
 
-def init(net: nn.Module, key: jax.Array, shape: tuple[int, ...]) -> Any:
+def init(net: Net, key: jax.Array, shape: tuple[int, ...]) -> Any:
     return net.init(key, jnp.zeros(shape, jnp.float32))
 
 

@@ -539,3 +539,22 @@ def test_cnn_conv_equals_flax_conv():
     want = ref.apply(p, x.reshape(-1, 10, 10, 4)).reshape(2, 5, 8, 8, 16)
     np.testing.assert_allclose(np.asarray(ours.apply(p, x)), np.asarray(want), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_bounds_input_scaling_maps_bounded_dimensions_to_unit_range():
+    from distillq import envs
+
+    mc = envs.make("MountainCar-v0")           # position [-1.2, 0.6], velocity [-0.07, 0.07]
+    sc = envs.input_scaling(mc)
+    np.testing.assert_allclose(sc["shift"], [-0.3, 0.0], atol=1e-6)
+    np.testing.assert_allclose(sc["scale"], [2 / 1.8, 2 / 0.14], rtol=1e-5)
+    cp = envs.input_scaling(envs.make("CartPole-v1"))       # velocities are unbounded
+    np.testing.assert_allclose(cp["scale"], [2 / 9.6, 1.0, 2 / 0.8377580, 1.0], rtol=1e-5)
+    spec = networks.spec("linear", "relu", mc.obs_shape, mc.num_actions, sc)
+    net = networks.build(spec)
+    p = networks.init(net, jax.random.PRNGKey(0), mc.obs_shape)
+    obs = jnp.array([[0.6, 0.07], [-1.2, -0.07], [-0.3, 0.0]])
+    np.testing.assert_allclose(np.asarray(net.prep(obs)), [[1, 1], [-1, -1], [0, 0]], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(net.apply(p, obs)),
+                               np.asarray(net.module.apply(p, net.prep(obs))), rtol=1e-6)
+    assert networks.param_count(spec) == 2 * 3 + 3          # the scaling adds no parameter
