@@ -87,11 +87,6 @@ def kl_probs(student_logits: jax.Array, target_probs: jax.Array) -> jax.Array:
     return optax.losses.kl_divergence(jax.nn.log_softmax(student_logits, -1), target_probs).mean()
 
 
-def entropy(probs: jax.Array) -> jax.Array:
-    return -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.where(probs > 0, probs, 1.0)), 0.0),
-                    axis=-1).mean()
-
-
 def kl_rusu(student_q: jax.Array, teacher_q: jax.Array, tau: float | jax.Array) -> jax.Array:
     """Rusu et al. 2015: KL(softmax(q_teacher / tau) || softmax(q_student)), no scaling."""
     return kl_probs(student_q, jax.nn.softmax(teacher_q / tau, axis=-1))
@@ -169,19 +164,16 @@ def term_mse(x: TermInputs, _params: Any = None) -> jax.Array:
 
 
 def term_kl(x: TermInputs, _params: Any = None) -> jax.Array:
-    rusu = x.cfg.kl_mode == "rusu"
-    if x.teacher_q.shape[0] == 1:
-        t_q = x.teacher_q[0]
-        return kl_rusu(x.student_q, t_q, x.temp) if rusu else kl(x.student_q, t_q, x.temp)
-    mix = jax.nn.softmax(x.teacher_q / x.temp, axis=-1).mean(0)    # mixture of policies
-    return (kl_probs(x.student_q, mix) if rusu
-            else x.temp ** 2 * kl_probs(x.student_q / x.temp, mix))
+    """KL to the teachers' mean softened policy (one teacher: its own policy)."""
+    mix = jax.nn.softmax(x.teacher_q / x.temp, axis=-1).mean(0)
+    if x.cfg.kl_mode == "rusu":
+        return kl_probs(x.student_q, mix)
+    return x.temp ** 2 * kl_probs(x.student_q / x.temp, mix)
 
 
 def term_ce(x: TermInputs, _params: Any = None) -> jax.Array:
-    if x.teacher_q.shape[0] == 1:
-        return ce(x.student_q, x.teacher_q[0])
-    return soft_ce(x.student_q, greedy_probs(x.teacher_q).mean(0))   # mixture of greedy
+    """Cross-entropy to the teachers' mean greedy policy (one teacher: its greedy action)."""
+    return soft_ce(x.student_q, greedy_probs(x.teacher_q).mean(0))
 
 
 def init_projection(key: jax.Array, student_dim: int, teacher_dim: int, k: int) -> dict:

@@ -445,22 +445,25 @@ def test_hidden_terms_average_every_ensemble_member():
     t_net = networks.build(spec)
     tparams = jax.vmap(lambda k: networks.init(t_net, k, env.obs_shape))(
         jax.random.split(jax.random.PRNGKey(5), 2))
-    cfg = tiny_distill(loss=("mse=0", "feature", "rkd_distance"), network="6")
+    cfg = tiny_distill(loss=("mse=0", "feature", "rkd_distance", "rkd_angle"), network="6",
+                       rkd_angle_batch=5)
     s_net = networks.build(networks.spec(cfg.network, "relu", env.obs_shape, 2))
     obj = distill.make_objective(cfg, s_net, t_net)
     sp = networks.init(s_net, jax.random.PRNGKey(1), env.obs_shape)
     proj = losses.init_projection(jax.random.PRNGKey(2), 6, 4, 2)
     obs = jax.random.normal(jax.random.PRNGKey(3), (16, 3))
     _, parts = obj({"student": sp, "terms": {"feature": proj}}, tparams, _batch(obs),
-                   {"temp": jnp.float32(1.0), "weights": jnp.ones((3,))})
+                   {"temp": jnp.float32(1.0), "weights": jnp.ones((4,))})
     s_h = s_net.apply(sp, obs, return_hidden=True)[1][-1]
     t_h = [t_net.apply(jax.tree.map(lambda x, i=i: x[i], tparams), obs, return_hidden=True)[1][-1]
            for i in range(2)]
     feat = np.mean([float(losses.feature(s_h, t_h[i], proj["w"][i], proj["b"][i]))
                     for i in range(2)])
     rkd = np.mean([float(losses.rkd_distance(s_h, t_h[i])) for i in range(2)])
+    angle = np.mean([float(losses.rkd_angle(s_h[:5], t_h[i][:5])) for i in range(2)])
     assert float(parts[1]) == pytest.approx(feat, rel=1e-5)
     assert float(parts[2]) == pytest.approx(rkd, rel=1e-5)
+    assert float(parts[3]) == pytest.approx(angle, rel=1e-5)
 
 
 def test_ensemble_teacher_acts_on_the_mean_q_of_all_members():

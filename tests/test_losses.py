@@ -88,6 +88,17 @@ def test_nstep_truncated_stops_but_bootstraps():
     assert int(last[0]) == 1
 
 
+def test_nstep_windows_of_a_batch_are_independent():
+    """Each row's window stops at its own episode end, whatever other rows hold."""
+    r = jnp.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
+    term = jnp.array([[True, False, False], [False, False, False], [False, False, True]])
+    ret, disc, last = losses.nstep_targets(r, term, term, G)
+    np.testing.assert_allclose(np.asarray(ret), [1.0, 1 + 2 * G + 4 * G * G,
+                                                 1 + 2 * G + 4 * G * G], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(disc), [0.0, G**3, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(last), [0, 2, 2])
+
+
 def test_one_step_terminal_and_truncated():
     r = jnp.array([[1.0], [1.0]])
     term = jnp.array([[True], [False]])
@@ -115,7 +126,8 @@ def test_cross_entropy_equals_kl_plus_teacher_entropy():
     t = jnp.array([[1.0, 0.5, 0.0], [-2.0, 0.0, 3.0]])
     p = jax.nn.softmax(t / 0.7, axis=-1)
     ce = float(losses.soft_ce(s, p))
-    assert ce == pytest.approx(float(losses.kl_probs(s, p) + losses.entropy(p)), rel=1e-5)
+    entropy = float(-np.mean(np.sum(np.asarray(p) * np.log(np.asarray(p)), axis=-1)))
+    assert ce == pytest.approx(float(losses.kl_probs(s, p)) + entropy, rel=1e-5)
     # and the NLL loss is the soft CE to the teacher's one-hot greedy policy
     assert float(losses.ce(s, t)) == pytest.approx(float(losses.soft_ce(s, losses.greedy_probs(t))),
                                                    rel=1e-6)
@@ -141,6 +153,37 @@ def test_rkd_distance_hand_computed():
     err = np.abs(ds - dt)
     expected = np.mean(np.where(err <= 1, 0.5 * err**2, err - 0.5))
     assert float(losses.rkd_distance(s, t)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_rkd_huber_threshold_is_one():
+    """Relation errors above 1 are penalised linearly (Huber, delta 1): a pair whose
+    normalised distances differ by 1.5 costs 1.0 (0.5 * 1.5^2 = 1.125 would be quadratic)."""
+    # 2 points: each normalised distance is 1 (the only pair), so use 3 collinear points
+    s = jnp.array([[0.0], [1.0], [10.0]])     # distances 1, 10, 9 (mean 20/3)
+    t = jnp.array([[0.0], [10.0], [11.0]])    # distances 10, 11, 1 (mean 22/3)
+    ds = np.array([1, 10, 9]) / (20 / 3)
+    dt = np.array([10, 11, 1]) / (22 / 3)
+    err = np.abs(ds - dt)
+    assert err.max() > 1.0
+    huber = np.where(err <= 1, 0.5 * err**2, err - 0.5)
+    expected = 2 * huber.sum() / 9                 # each pair twice in the 3x3 matrix
+    assert float(losses.rkd_distance(s, t)) == pytest.approx(expected, rel=1e-5)
+    # angles: the cosines of a straight angle (-1) against a zero one (+1) differ by 2
+    line = jnp.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    fold = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0 + 1e-9]])
+    c_line, c_fold = np.asarray(losses._angles(line)), np.asarray(losses._angles(fold))
+    e = np.abs(c_line - c_fold)
+    h = np.where(e <= 1, 0.5 * e**2, e - 0.5)
+    assert e.max() > 1.5
+    assert float(losses.rkd_angle(line, fold)) == pytest.approx(h.mean(), rel=1e-4)
+
+
+def test_feature_projection_init_scale():
+    """FitNets projections start at std 1/sqrt(student width), zero bias, one per teacher."""
+    p = losses.init_projection(jax.random.PRNGKey(0), 256, 64, 3)
+    assert p["w"].shape == (3, 256, 64) and p["b"].shape == (3, 64)
+    assert float(jnp.std(p["w"])) == pytest.approx(1 / 16, rel=0.05)
+    assert float(jnp.abs(p["b"]).max()) == 0.0
 
 
 def test_rkd_angle_equilateral_cosines():
