@@ -432,7 +432,7 @@ def read_env_file(env: str) -> dict[str, Any]:
 def env_target(env: str) -> float | None:
     """The env's target: the mean greedy return (100 episodes) that counts as solved."""
     t = read_env_file(env).get("env", {}).get("target")
-    return None if t is None else float(t)
+    return None if t is None or t == "none" else float(t)
 
 
 def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
