@@ -141,6 +141,16 @@ def is_locked(run_dir: Path) -> bool:
     return False
 
 
+def is_run_dir(path: Path) -> bool:
+    """A dir distillq made: it has meta.json, or holds nothing but distillq's own lock and
+    temporary files (a run stopped between creating its dir and writing meta.json)."""
+    path = Path(path)
+    if (path / META).exists():
+        return True
+    names = [p.name for p in path.iterdir()]
+    return bool(names) and all(n == LOCK or n.startswith(f".{META}.tmp-") for n in names)
+
+
 def new_run_dir(kind: str, out: str | Path | None = None, force: bool = False,
                 root: Path | None = None) -> tuple[Path, RunLock]:
     """Create a fresh run directory and lock it. Never silently overwrites an existing run."""
@@ -168,7 +178,7 @@ def new_run_dir(kind: str, out: str | Path | None = None, force: bool = False,
                 raise RunDirError(f"{path} exists and is not a directory")
             if is_locked(path):
                 raise RunDirError(f"run dir {path} is in use by another distillq process")
-            if not (path / META).exists():
+            if not is_run_dir(path):
                 raise RunDirError(f"{path} is not a distillq run dir; refusing to replace it "
                                   "even with --force")
             shutil.rmtree(path)

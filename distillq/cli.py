@@ -357,11 +357,13 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
-        _fail("aborted", 130)
+        _fail("interrupted", 130)
     except Interrupted as e:
+        from distillq import signals
+
         sys.stderr.write(f"distillq: interrupted; resume with: {e.resume_cmd}\n")
         _silence_stderr_after_message()
-        sys.exit(130)
+        signals.exit_now(130)
     except DistillqError as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
     except typer.TyperException as e:  # click usage errors (unknown option, missing value)
@@ -372,8 +374,14 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.write(msg + "\n")
             sys.exit(2)
         _fail(" ".join(msg.split()), code if code else 2)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+    except KeyboardInterrupt as e:   # in-process callers; the process's handler exits itself
+        from distillq import signals
+
+        name = f" ({e.args[0]})" if e.args and str(e.args[0]).startswith("SIG") else ""
+        note = getattr(e, "note", "")
+        sys.stderr.write(f"distillq: interrupted{name}{'; ' + note if note else ''}\n")
+        _silence_stderr_after_message()
+        signals.exit_now(130)
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

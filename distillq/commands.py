@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distillq import _setup, checkpoint, config, rundir, summaries, teachers
+from distillq import _setup, checkpoint, config, rundir, signals, summaries, teachers
 from distillq.errors import RunDirError
 from distillq.runner import console
 
@@ -40,12 +40,19 @@ def _jit_vmap(fn, in_axes=0, donate: tuple = ()):
 
 
 def _timed(fn, *args):
-    """(gathered result, seconds) of a jitted call."""
+    """(gathered host result, seconds) of a jitted call, run interruptibly."""
     from distillq import parallel
 
     t = time.perf_counter()
-    out = parallel.gather(fn(*args))
+    out = signals.blocking(lambda: parallel.gather(fn(*args)))
     return out, time.perf_counter() - t
+
+
+def _ready(fn, *args):
+    """fn(*args) computed to the end, interruptibly (a signal is acted on at once)."""
+    import jax
+
+    return signals.blocking(lambda: jax.block_until_ready(fn(*args)))
 
 
 def _param_count(spec: dict) -> int:
@@ -77,8 +84,8 @@ def train_teacher(cfg: config.TeacherConfig | None, *, out: str | None = None,
         files = rundir.create("teacher", out, force, checkpoint.base_meta(
             "teacher", cfg.env, trainer.net_spec, seeds, config.to_dict(cfg)))
     local = seeds[parallel.local_slice(len(seeds))]
-    with rundir.guard(files):
-        state = parallel.shard(jax.jit(jax.vmap(trainer.init))(_keys(local)))
+    with rundir.guard(files, "teacher"):
+        state = parallel.shard(_ready(jax.jit(jax.vmap(trainer.init)), _keys(local)))
         state, start = rundir.begin(files, cfg, state, resume is not None, len(local))
 
         def stop(m: dict) -> bool:
@@ -195,10 +202,10 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
         meta.update(points=plan.points, point_index=plan.point_of)
         files = rundir.create("student", out, force, meta)
         meta["teacher"] = plan.teacher_meta(runs, files.dir)
-    with rundir.guard(files):
+    with rundir.guard(files, "student"):
         teacher_params, hyper = parallel.shard((teacher_params, hyper))
-        state = parallel.shard(jax.jit(jax.vmap(distiller.init))(_keys(local_seeds),
-                                                                  teacher_params))
+        state = parallel.shard(_ready(jax.jit(jax.vmap(distiller.init)), _keys(local_seeds),
+                                      teacher_params))
         state, start = rundir.begin(files, cfg, state, resume is not None, len(local_seeds))
         target = None
         if cfg.stop_retention > 0:   # (normalised) retention: between random and teacher
@@ -252,6 +259,8 @@ def _relpath(target: Path, start: Path) -> str:
 
 # --------------------------------------------------------------------------- evaluate
 
+EVAL_CHUNK = 512     # episodes per jitted call of `evaluate` (per seed)
+
 
 def evaluate_runs(paths: list[str], *, episodes: int = 100) -> dict:
     """Evaluate teacher and/or student runs with greedy episodes, vmapped over seeds."""
@@ -284,20 +293,24 @@ def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
     params = jax.tree.map(jnp.asarray, run.params)
     keys = _eval_keys(seeds)
     t_runs = _teachers_of(run)
+    chunk = min(episodes, EVAL_CHUNK)
     if t_runs is not None:
         t_apply = networks.ensemble_apply(networks.build(t_runs[0].meta["network"]).apply)
         t_params = teachers.per_student_params(t_runs, meta["teacher"]["seed_index"],
                                                len(seeds))
-        fn = jax.jit(jax.vmap(evaluate.make_comparison(env, net.apply, t_apply, episodes)))
+        fn = jax.jit(jax.vmap(evaluate.make_comparison(env, net.apply, t_apply, chunk),
+                              in_axes=(0, 0, 0, None)))
         args = (params, t_params, keys)
     else:
-        fn = jax.jit(jax.vmap(evaluate.make_rollout(env, net.apply, episodes)))
-        args = (params, keys)
+        fn = jax.jit(jax.vmap(evaluate.make_rollout(env, net.apply, chunk),
+                              in_axes=(0, 0, None, None)))
+        args = (params, keys, None)
     t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
+    compiled = signals.blocking(lambda: fn.lower(*args, jnp.int32(0)).compile())
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = jax.device_get(jax.block_until_ready(compiled(*args)))
+    out = evaluate.in_chunks(lambda first: signals.blocking(
+        lambda: jax.device_get(compiled(*args, jnp.int32(first)))), episodes, chunk)
     run_s = time.perf_counter() - t0
     result: dict[str, Any] = {
         "run_dir": str(run.path), "kind": meta["kind"], "env": meta["env"], "seeds": seeds,

@@ -19,27 +19,36 @@ import jax.numpy as jnp
 from distillq import envs
 
 
+def _per_episode(key: jax.Array, episodes: jax.Array) -> jax.Array:
+    """One key per episode id: the same episode gets the same key however the episodes are
+    split into calls (long evaluations run in chunks)."""
+    return jax.vmap(lambda e: jax.random.fold_in(key, e))(episodes)
+
+
 def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                  other_apply: Callable | None = None) -> Callable:
-    """apply_fn None: a uniform-random policy (the baseline of normalised retention)."""
-    def rollout(params: Any, key: jax.Array, other_params: Any = None) -> dict:
+    """apply_fn None: a uniform-random policy (the baseline of normalised retention).
+    `first` numbers the episodes (first .. first + num_episodes - 1): episode e's initial
+    state and dynamics depend only on (key, e)."""
+    def rollout(params: Any, key: jax.Array, other_params: Any = None, first: Any = 0) -> dict:
         k_reset, k_steps = jax.random.split(key)
         k_act = jax.random.fold_in(k_steps, 0x7A4D)
-        obs, state = envs.reset(env, jax.random.split(k_reset, num_episodes))
+        episodes = jnp.asarray(first, jnp.int32) + jnp.arange(num_episodes, dtype=jnp.int32)
+        obs, state = envs.reset(env, _per_episode(k_reset, episodes))
         zeros = jnp.zeros((num_episodes,), jnp.float32)
 
         def body(carry, i):
             obs, state, alive, ret, length, agree = carry
             if apply_fn is None:
-                action = jax.random.randint(jax.random.fold_in(k_act, i), (num_episodes,), 0,
-                                            env.num_actions)
+                keys = _per_episode(jax.random.fold_in(k_act, i), episodes)
+                action = jax.vmap(lambda k: jax.random.randint(k, (), 0, env.num_actions))(keys)
             else:
                 action = jnp.argmax(apply_fn(params, obs), axis=-1)
             if other_apply is not None:
                 same = jnp.argmax(other_apply(other_params, obs), axis=-1) == action
                 agree = agree + alive * same
-            keys = jax.random.split(jax.random.fold_in(k_steps, i), num_episodes)
-            st = envs.step(env, keys, state, action)
+            st = envs.step(env, _per_episode(jax.random.fold_in(k_steps, i), episodes), state,
+                           action)
             ret = ret + alive * st.reward
             length = length + alive
             alive = alive * (1.0 - st.done.astype(jnp.float32))
@@ -61,12 +70,26 @@ def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Calla
     teacher = make_rollout(env, teacher_apply, num_episodes)
     uniform = make_rollout(env, None, num_episodes)
 
-    def compare(params: Any, teacher_params: Any, key: jax.Array) -> dict:
-        s = student(params, key, teacher_params)
-        return {**s, "teacher_returns": teacher(teacher_params, key)["returns"],
-                "random_returns": uniform(None, key)["returns"]}
+    def compare(params: Any, teacher_params: Any, key: jax.Array, first: Any = 0) -> dict:
+        s = student(params, key, teacher_params, first)
+        return {**s, "teacher_returns": teacher(teacher_params, key, None, first)["returns"],
+                "random_returns": uniform(None, key, None, first)["returns"]}
 
     return compare
+
+
+def in_chunks(run: Callable, episodes: int, chunk: int) -> dict:
+    """run(first) evaluates `chunk` episodes (ids first..) for every seed ([seeds, chunk]
+    leaves); call it until `episodes` are done and join along the episode axis. Between
+    calls the host can act on a signal, and memory stays bounded by one chunk."""
+    import numpy as np
+
+    parts = []
+    for first in range(0, episodes, chunk):
+        out = run(first)
+        n = min(chunk, episodes - first)
+        parts.append({k: np.asarray(v)[:, :n] for k, v in out.items()})
+    return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
 
 
 def eval_key(seed: int) -> jax.Array:

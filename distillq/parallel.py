@@ -43,10 +43,12 @@ def init(coordinator: str | None = None, num_processes: int | None = None,
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    from distillq import signals
+
     try:
-        jax.distributed.initialize(coordinator_address=coordinator,
-                                   num_processes=num_processes, process_id=process_id,
-                                   initialization_timeout=120)
+        signals.blocking(jax.distributed.initialize, coordinator_address=coordinator,
+                         num_processes=num_processes, process_id=process_id,
+                         initialization_timeout=120)
     except (RuntimeError, ValueError) as e:
         raise ConfigError(f"cannot join the distributed run at {coordinator}: "
                           f"{str(e).splitlines()[0][:200]}") from None

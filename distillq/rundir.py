@@ -73,8 +73,10 @@ def create(kind: str, out: str | None, force: bool, meta: dict) -> RunFiles:
 
     if parallel.is_main():
         run_dir, lock = checkpoint.new_run_dir(kind, out, force)
+        files = RunFiles(run_dir, meta, lock)
+        files.write_meta()      # at once: a dir distillq made always says what it is
         parallel.broadcast_text(str(run_dir))
-        return RunFiles(run_dir, meta, lock)
+        return files
     files = RunFiles(None, meta)
     files.name = parallel.broadcast_text("")
     return files
@@ -99,19 +101,36 @@ def reopen(kind: str, run_dir: str, prepare: Callable[[dict, Any], Any]):
 
 
 @contextmanager
-def guard(files: RunFiles) -> Iterator[None]:
-    """Record how a run ended in meta.json, whatever happens."""
-    try:
-        yield
-    except Interrupted:
+def guard(files: RunFiles, kind: str) -> Iterator[None]:
+    """Record how a run ended in meta.json, whatever happens. A signal outside the chunk
+    loop (set-up, compilation, evaluation) marks the run interrupted too: resumable when it
+    holds a full-state checkpoint, otherwise replaceable with --force."""
+    from distillq import signals
+
+    def on_signal(_signum: int) -> str:
         files.finish("interrupted")
-        raise
-    except DivergedError as e:
-        files.finish("diverged", error=str(e))
-        raise
-    except BaseException as e:
-        files.finish("failed", error=f"{type(e).__name__}: {e}")
-        raise
+        if not files.main:
+            return ""
+        if checkpoint.has_state(files.dir):
+            return f"resume with: {resume_cmd(kind, files.dir)}"
+        return (f"{files.dir} is marked interrupted with nothing to resume: remove it, or "
+                "reuse it with --force")
+
+    with signals.cleanup(on_signal):
+        try:
+            yield
+        except Interrupted:
+            files.finish("interrupted")
+            raise
+        except DivergedError as e:
+            files.finish("diverged", error=str(e))
+            raise
+        except KeyboardInterrupt:
+            files.finish("interrupted")
+            raise
+        except BaseException as e:
+            files.finish("failed", error=f"{type(e).__name__}: {e}")
+            raise
 
 
 class Start(NamedTuple):
@@ -160,10 +179,12 @@ def fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: li
     def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
         files.append_metrics(runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
 
+    compiled, compile_s = runner.compile_chunk(chunk, state, args, start.t0)
     try:
         with runner.catch_signals() as flag:
             res = runner.run_chunks(
-                chunk=chunk, state=state, args=args, t0=start.t0, chunk0=start.chunk0,
+                compiled=compiled, compile_s=compile_s, state=state, args=args, t0=start.t0,
+                chunk0=start.chunk0,
                 total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
                 num_envs=cfg.num_envs, seeds=seeds, desc=kind, stop=stop, on_chunk=on_chunk,
                 checkpoint=save, checkpoint_secs=cfg.checkpoint_secs, flag=flag,

@@ -19,7 +19,8 @@ console = Console(stderr=True, highlight=False)
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop finishes the running chunk, then stops cleanly."""
+    """Set by SIGINT/SIGTERM inside the chunk loop: the loop finishes the running chunk,
+    then stops cleanly (a checkpoint, exit 130 with the resume command)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -27,29 +28,22 @@ class StopFlag:
     def __bool__(self) -> bool:
         return self.signum is not None
 
-
-@contextmanager
-def catch_signals():
-    flag = StopFlag()
-
-    def handler(signum, _frame):
-        # Python runs this only between bytecodes, i.e. after the running jitted chunk: a
-        # repeated signal cannot cut the chunk short, so it just waits for the checkpoint too
-        # (kill -9 abandons the run; --resume then uses the last periodic checkpoint)
-        again = flag.signum is not None
-        flag.signum = signum
+    def set(self, signum: int) -> None:
+        # the chunk in flight cannot be cut short; a repeated signal waits for the same
+        # checkpoint (kill -9 abandons the run; --resume then uses the last periodic one)
+        again = self.signum is not None
+        self.signum = signum
         console.print(f"[yellow]{signal.Signals(signum).name}: "
                       f"{'still ' if again else ''}finishing the current chunk, then writing a "
                       "checkpoint...[/yellow]")
 
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in old:
-        signal.signal(s, handler)
-    try:
+
+@contextmanager
+def catch_signals():
+    from distillq import signals
+
+    with signals.deferred(StopFlag()) as flag:
         yield flag
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _fmt_returns(values) -> str:
@@ -61,9 +55,21 @@ def _fmt_returns(values) -> str:
     return f"min {min(vals):.0f} mean {sum(vals) / len(vals):.0f} max {max(vals):.0f}"
 
 
+def compile_chunk(chunk: Callable, state: Any, args: tuple, t0: int):
+    """Compile the jitted chunk (interruptible: signals.blocking). Returns (compiled, s)."""
+    import jax.numpy as jnp
+
+    from distillq import signals
+
+    t = time.perf_counter()
+    compiled = signals.blocking(lambda: chunk.lower(state, *args, jnp.int32(t0)).compile())
+    return compiled, time.perf_counter() - t
+
+
 def run_chunks(
     *,
-    chunk: Callable,              # jitted: (state, *args, t0) -> (state, metrics[seed])
+    compiled: Callable,           # compiled chunk: (state, *args, t0) -> (state, metrics[seed])
+    compile_s: float,
     state: Any,
     args: tuple,
     t0: int,
@@ -100,9 +106,6 @@ def run_chunks(
 
     n_chunks = max(0, math.ceil((total_iterations - t0) / chunk_steps))
     t = t0
-    t_compile = time.perf_counter()
-    compiled = chunk.lower(state, *args, jnp.int32(t)).compile() if n_chunks else None
-    compile_s = time.perf_counter() - t_compile
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         TextColumn("{task.completed:,.0f}/{task.total:,.0f} env steps/seed"),
                         TextColumn("{task.fields[sps]}"), TextColumn("{task.fields[ret]}"),
