@@ -69,7 +69,7 @@ def test_signal_during_compilation_leaves_a_run_dir_force_can_reuse(tmp_path, cf
     out = tmp_path / "run"
     env = {"DISTILLQ_CACHE_DIR": str(tmp_path / "empty-cache")}
     proc = _start(["train-teacher", "-c", str(cfg), "--out", str(out), "-q"], env)
-    _wait(lambda: (out / "meta.json").exists(), proc)
+    _wait((out / "meta.json").exists, proc)
     assert not (out / "metrics.jsonl").exists()
     _, line = _stopped(proc, sig)
     assert "nothing to resume" in line and "--force" in line
