@@ -195,11 +195,16 @@ def check_writable_parent(out: str | Path | None, root: Path | None = None) -> N
     """Fail before any compute when the output location cannot be written."""
     target = Path(out) if out is not None else (Path(root) if root else RUNS_ROOT)
     p = target
-    while not p.exists():
-        if p.parent == p:
-            break
-        p = p.parent
-    if p.exists() and (not p.is_dir() or not os.access(p, os.W_OK)):
+    try:
+        while not p.exists():
+            if p.parent == p:
+                break
+            p = p.parent
+        bad = p.exists() and (not p.is_dir() or not os.access(p, os.W_OK))
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"cannot use {_short(target)} as a run dir: "
+                          f"{getattr(e, 'strerror', None) or type(e).__name__}") from None
+    if bad:
         if p == target and p.is_dir() and out is not None:
             return  # existing run dir: new_run_dir decides (exists/--force)
         raise RunDirError(f"cannot write under {p}: not a writable directory")
@@ -373,15 +378,25 @@ class Run(NamedTuple):
     params: Any  # numpy pytree, leaves [S, ...]
 
 
+def _short(p: Path | str) -> str:
+    s = str(p)
+    return s if len(s) <= 120 else f"{s[:60]}...{s[-40:]} ({len(s):,} characters)"
+
+
 def read_meta(path: str | Path) -> dict:
     p = Path(path)
-    if not p.exists():
-        raise RunDirError(f"run dir not found: {p}")
-    if not p.is_dir():
-        raise RunDirError(f"not a run dir (not a directory): {p}")
+    try:
+        exists, is_dir, has_meta = p.exists(), p.is_dir(), (p / META).exists()
+    except (OSError, ValueError) as e:      # a name too long, a NUL byte, ...
+        raise RunDirError(f"cannot read run dir {_short(p)}: "
+                          f"{getattr(e, 'strerror', None) or type(e).__name__}") from None
+    if not exists:
+        raise RunDirError(f"run dir not found: {_short(p)}")
+    if not is_dir:
+        raise RunDirError(f"not a run dir (not a directory): {_short(p)}")
     mp = p / META
-    if not mp.exists():
-        raise RunDirError(f"not a distillq run dir (no {META}): {p}")
+    if not has_meta:
+        raise RunDirError(f"not a distillq run dir (no {META}): {_short(p)}")
     try:
         meta = json.loads(mp.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:

@@ -31,6 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+STDIN_LIMIT = 16 * 2**20   # characters of upstream JSON read from stdin, at most
 _LOSS_HELP = "; ".join(f"{kind}: {', '.join(registry.losses_of_kind(kind))}"
                        for kind in registry.LOSS_KINDS if registry.losses_of_kind(kind))
 Int = Annotated[str | None, typer.Option(metavar="N", show_default=False)]
@@ -115,8 +116,14 @@ def _read_stdin() -> str:
     meanwhile in a pipeline) is not counted in this command's wall_s."""
     global _STARTED
     t = time.perf_counter()
-    text = sys.stdin.read()
+    try:
+        text = sys.stdin.read(STDIN_LIMIT + 1)   # bounded: `< /dev/zero` must not fill memory
+    except (UnicodeDecodeError, OSError) as e:
+        raise DistillqError(f"cannot read stdin: {type(e).__name__}") from None
     _STARTED += time.perf_counter() - t
+    if len(text) > STDIN_LIMIT:
+        raise DistillqError(f"stdin holds more than {STDIN_LIMIT // 2**20} MB: not the JSON "
+                            "output of a distillq command")
     return text
 
 
@@ -267,6 +274,9 @@ def evaluate(
     n = 100 if episodes is None else config.coerce("episodes", episodes, int)
     if n < 1:
         raise ConfigError(f"episodes: must be >= 1, got {n}")
+    if n > 2**31 - 1:
+        raise ConfigError(f"episodes: {n:,} is beyond the 2^31 - 1 episodes one evaluation "
+                          "numbers")
     paths = list(runs) if runs else [_stdin_run("run")]
     for p in paths:
         checkpoint.read_meta(p)  # fail fast, before importing jax
@@ -352,6 +362,10 @@ def _silence_stderr_after_message() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns every failure into one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    if sys.stdout is None:       # started with stdout closed (`distillq ... >&-`)
+        sys.stderr.write("distillq: error: stdout is closed: distillq writes its result as "
+                         "JSON there (redirect it to a file or /dev/null)\n")
+        sys.exit(2)
     try:
         app(args=args, prog_name="distillq", standalone_mode=False)
     except typer.Exit as e:

@@ -54,6 +54,12 @@ class _Schedule:
         return math.ceil(self.learning_starts / self.num_envs)
 
     @property
+    def chunk_iterations(self) -> int:
+        """Iterations per jitted chunk: chunk_steps, never more than the whole budget (the
+        iterations of a last, partial chunk beyond the budget do nothing)."""
+        return min(self.chunk_steps, self.total_iterations)
+
+    @property
     def buffer_rows(self) -> int:
         """Replay capacity in vectorised steps (rows of num_envs transitions)."""
         return max(1, math.ceil(self.buffer_size / self.num_envs))

@@ -164,6 +164,12 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         return act, t_greedy, s_greedy
 
     def iteration(carry, t):
+        """One iteration; those past the budget (the end of a last, partial chunk) idle."""
+        idle = (jnp.float32(0.0), jnp.zeros((len(cfg.term_names),), jnp.float32),
+                jnp.float32(jnp.nan))
+        return jax.lax.cond(t < cfg.total_iterations, live, lambda c, _t: (c, idle), carry, t)
+
+    def live(carry, t):
         state, teacher_params, hyper = carry
         key, k_act, k_env, k_upd = jax.random.split(state.key, 4)
 
@@ -196,13 +202,13 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         return (state, teacher_params, hyper), (loss, parts, agree)
 
     def chunk(state: DistillState, teacher_params: Any, hyper: dict, t0: jax.Array):
-        ts = t0 + jnp.arange(cfg.chunk_steps, dtype=jnp.int32)
+        ts = t0 + jnp.arange(cfg.chunk_iterations, dtype=jnp.int32)
         (state, _, _), (loss, parts, agree) = jax.lax.scan(
             iteration, (state, teacher_params, hyper), ts)
         key, k_eval = jax.random.split(state.key)
         eval_ret, best, best_ret = training.chunk_tail(
             state.params["student"], state.best_params, state.best_return, rollout, k_eval)
-        learning = ts >= cfg.warmup_iterations
+        learning = (ts >= cfg.warmup_iterations) & (ts < cfg.total_iterations)
         metrics = {
             "loss": training.masked_mean(loss, learning),
             "agreement": jnp.nanmean(agree),

@@ -2,7 +2,7 @@
 
 `make_trainer(cfg, env)` returns pure functions over an explicit per-seed state pytree:
   init(key)              -> DQNState                       (vmap over seeds)
-  chunk(state, t0)       -> (DQNState, metrics)            (lax.scan of chunk_steps iterations)
+  chunk(state, t0)       -> (DQNState, metrics)            (lax.scan of chunk_iterations)
 One iteration = one vectorised env step of `num_envs` envs + `updates_per_step` gradient
 updates. `t0` (iterations done so far) is the same for every seed and is passed unbatched:
 replay write position, epsilon, learning-rate and target schedules all derive from it.
@@ -120,6 +120,11 @@ def make_trainer(cfg: TeacherConfig, env: envs.Env) -> Trainer:
         return params, target, opt_state, loss, q_mean
 
     def iteration(state: DQNState, t: jax.Array):
+        """One iteration; those past the budget (the end of a last, partial chunk) idle."""
+        idle = (jnp.float32(0.0),) * 4
+        return jax.lax.cond(t < cfg.total_iterations, live, lambda s, _t: (s, idle), state, t)
+
+    def live(state: DQNState, t: jax.Array):
         key, k_eps, k_rand, k_env, k_upd = jax.random.split(state.key, 5)
         explore = jax.random.uniform(k_eps, (E,)) < epsilon(cfg, t)
         random_a = jax.random.randint(k_rand, (E,), 0, env.num_actions)
@@ -147,12 +152,12 @@ def make_trainer(cfg: TeacherConfig, env: envs.Env) -> Trainer:
         return state, (loss, q_mean, finished, n_finished)
 
     def chunk(state: DQNState, t0: jax.Array):
-        ts = t0 + jnp.arange(cfg.chunk_steps, dtype=jnp.int32)
+        ts = t0 + jnp.arange(cfg.chunk_iterations, dtype=jnp.int32)
         state, (loss, q_mean, fin, n_fin) = jax.lax.scan(iteration, state, ts)
         key, k_eval = jax.random.split(state.key)
         eval_ret, best, best_ret = training.chunk_tail(state.params, state.best_params,
                                                        state.best_return, rollout, k_eval)
-        learning = ts >= cfg.warmup_iterations
+        learning = (ts >= cfg.warmup_iterations) & (ts < cfg.total_iterations)
         metrics = {
             "loss": training.masked_mean(loss, learning),
             "q_mean": training.masked_mean(q_mean, learning),

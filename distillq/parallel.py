@@ -38,6 +38,7 @@ def init(coordinator: str | None = None, num_processes: int | None = None,
                           "--process-id (or DISTILLQ_COORDINATOR/NUM_PROCESSES/PROCESS_ID)")
     if num_processes < 1 or not 0 <= process_id < num_processes:
         raise ConfigError(f"process id {process_id} is not in 0..{num_processes - 1}")
+    check_address(coordinator)
     if num_processes == 1:
         return
     import jax
@@ -52,6 +53,17 @@ def init(coordinator: str | None = None, num_processes: int | None = None,
     except (RuntimeError, ValueError) as e:
         raise ConfigError(f"cannot join the distributed run at {coordinator}: "
                           f"{str(e).splitlines()[0][:200]}") from None
+
+
+def check_address(address: str) -> None:
+    """HOST:PORT with a host name or address and a port in 1..65535."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host   # [::1]:1234
+    ok = bool(sep and host) and port.isdigit() and 1 <= int(port) <= 65535 and all(
+        c.isalnum() or c in ".-_:" for c in host) and len(address) <= 300
+    if not ok:
+        shown = address if len(address) <= 60 else address[:60] + "..."
+        raise ConfigError(f"--coordinator must be HOST:PORT (port 1..65535), got {shown!r}")
 
 
 def _int(name: str, v: str) -> int:

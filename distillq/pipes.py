@@ -55,7 +55,7 @@ def read_upstream(stdin_text: str) -> dict:
         try:
             obj = json.loads(line)
             break
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):   # garbage, or nested too deep
             continue
     if not isinstance(obj, dict) or not isinstance(obj.get("run_dir"), str):
         raise RunDirError("stdin is not the JSON output of a distillq command (expected an "
@@ -70,7 +70,7 @@ def upstream_runs(stdin_text: str) -> list[str]:
     for line in reversed(stdin_text.strip().splitlines()):
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(obj, dict) and isinstance(obj.get("results"), list):
             dirs = [r.get("run_dir") for r in obj["results"] if isinstance(r, dict)]

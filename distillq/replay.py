@@ -39,7 +39,7 @@ class Layout(NamedTuple):
     """
 
     obs_shape: tuple[int, ...]
-    binary_obs: bool = False
+    binary_obs: bool
 
     @property
     def obs_dim(self) -> int:
@@ -105,7 +105,7 @@ def count(t_written: jax.Array, rows: int) -> jax.Array:
 
 
 def sample_indices(key: jax.Array, t_written: jax.Array, rows: int, num_envs: int,
-                   batch: int, span: int = 1):
+                   batch: int, span: int):
     """Uniform (row, env) indices of `batch` windows of `span` consecutive rows.
 
     Returns row indices [batch, span] (circular, oldest-to-newest order respected: a window
@@ -132,7 +132,7 @@ def capacity(data) -> tuple[int, int]:
 
 
 def sample(data, layout: Layout, key: jax.Array, t_written: jax.Array, batch: int,
-           span: int = 1) -> Transition:
+           span: int) -> Transition:
     """`batch` windows of `span` consecutive transitions: fields [batch, span, ...]."""
     rows, num_envs = capacity(data)
     row, env = sample_indices(key, t_written, rows, num_envs, batch, span)

@@ -185,7 +185,7 @@ def fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: li
             res = runner.run_chunks(
                 compiled=compiled, compile_s=compile_s, state=state, args=args, t0=start.t0,
                 chunk0=start.chunk0,
-                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_steps,
+                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_iterations,
                 num_envs=cfg.num_envs, seeds=seeds, desc=kind, stop=stop, on_chunk=on_chunk,
                 checkpoint=save, checkpoint_secs=cfg.checkpoint_secs, flag=flag,
                 show_progress=show_progress and files.main,
@@ -210,7 +210,7 @@ def fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: li
 
 def stats(cfg, res: dict, eval_s: float, started: float, env_iters: int | None = None) -> dict:
     """The training figures a command reports (and meta.json keeps under "train")."""
-    t = res["t"]
+    t = min(res["t"], cfg.total_iterations)
     return {
         "env_steps_per_seed": int((t if env_iters is None else env_iters) * cfg.num_envs),
         "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),

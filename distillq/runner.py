@@ -123,10 +123,11 @@ def run_chunks(
             state, metrics = compiled(state, *args, jnp.int32(t))
             metrics = gather(metrics) if gather is not None else jax.device_get(metrics)
             dt = time.perf_counter() - t_chunk
-            t += chunk_steps
+            ran = min(chunk_steps, total_iterations - t)      # a last chunk may be partial
+            t += ran
             done = c + 1
             last = {k: np.asarray(v) for k, v in metrics.items()}
-            sps = chunk_steps * num_envs * len(seeds) / max(dt, 1e-9)
+            sps = ran * num_envs * len(seeds) / max(dt, 1e-9)
             if on_chunk is not None:
                 on_chunk(c, t, last, sps)
             shown = last.get("eval_return", last.get("train_return"))

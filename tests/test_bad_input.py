@@ -116,6 +116,65 @@ def test_bad_arguments(args, needle):
     assert needle in one_line_error(args)
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["train-teacher", "--steps", "1e12"], "beyond the 2^31 - 1 the jitted loop can count"),
+    (["train-teacher", "--seed", "18446744073709551616"], "go beyond 2^31 - 1"),
+    (["train-teacher", "--seed", "2147483647", "--seeds", "2"], "go beyond 2^31 - 1"),
+    (["train-teacher", "--set", "buffer_size=1e9"], "needs about"),
+    (["train-teacher", "--set", "buffer_size=1e10"], "buffer_entries = 10,000,000,000 is beyond"),
+    (["train-teacher", "--set", "num_envs=1e10", "--set", "buffer_size=1e11", "--set",
+      "learning_starts=1e11", "--steps", "1e12"], "beyond the 2^31 - 1"),
+    (["train-teacher", "--hidden", "100000,100000"], "needs about"),
+    (["train-teacher", "--seeds", "100000"], "needs about"),
+    (["evaluate", "--episodes", "1e12"], "beyond the 2^31 - 1 episodes"),
+    (["train-teacher", "--coordinator", "nohostport", "--num-processes", "2",
+      "--process-id", "0"], "--coordinator must be HOST:PORT"),
+    (["train-teacher", "--coordinator", "host:99999", "--num-processes", "2",
+      "--process-id", "0"], "--coordinator must be HOST:PORT"),
+    (["train-teacher", "--out", "/tmp/" + "x" * 100_000], "cannot use /tmp/xxx"),
+])
+def test_sizes_checked_before_any_work(args, needle, tmp_path, monkeypatch):
+    """Huge values: one line naming the limit or the memory estimate, exit 2, no run dir."""
+    monkeypatch.chdir(tmp_path)
+    assert needle in one_line_error(args)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_huge_sweep_is_refused_with_its_memory_estimate(runs):
+    teacher = runs[0]
+    temps = ",".join(str(1 + i / 10_000) for i in range(10_000))
+    msg = one_line_error(["distill", "-t", str(teacher), "--temp", temps])
+    assert "distill needs about" in msg and "GB" in msg and "replay buffer" in msg
+
+
+def test_stdin_is_read_with_a_bound_and_deep_json_is_refused(tmp_path):
+    from distillq import cli
+
+    assert "stdin holds more than 16 MB" in one_line_error(
+        ["evaluate"], stdin="\0" * (cli.STDIN_LIMIT + 1))
+    assert "not the JSON output" in one_line_error(["evaluate"], stdin="[" * 100_000 + "\n")
+    assert "not the JSON output" in one_line_error(["report"], stdin="[" * 100_000 + "\n")
+    long = '{"run_dir": "' + "a" * 100_000 + '"}\n'
+    assert "cannot read run dir aaaa" in one_line_error(["evaluate"], stdin=long)
+    assert "File name too long" in one_line_error(["evaluate"], stdin=long)
+
+
+def test_budget_is_honoured_exactly(tmp_path):
+    """A chunk longer than the budget, and a last partial chunk, run exactly total_steps."""
+    from conftest import tiny_teacher
+
+    one = commands.train_teacher(tiny_teacher(chunk_steps=20_000, total_steps=1024, seeds=1),
+                                 out=str(tmp_path / "a"), show_progress=False)
+    assert one["env_steps_per_seed"] == 1024 and one["chunks_run"] == 1
+    part = commands.train_teacher(tiny_teacher(chunk_steps=64, total_steps=1000, seeds=1),
+                                  out=str(tmp_path / "b"), show_progress=False)
+    # 250 iterations of 4 envs: chunks of 64, 64, 64 and a last one of 58
+    assert part["env_steps_per_seed"] == 1000 and part["chunks_run"] == 4
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in rows] == [256, 512, 768, 1000]
+    assert part["updates_per_seed"] == 250 - 16
+
+
 def test_malformed_and_unknown_key_config_files(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("lr = = 1\n")
@@ -170,14 +229,22 @@ def test_existing_run_never_overwritten(runs):
 
 OPTS = ["--seeds", "--seed", "--steps", "--lr", "--hidden", "--env", "--num-envs", "--set",
         "--config", "--out", "--force", "-q", "--loss", "--temp", "--student", "--collect",
-        "--kl-mode", "--ensemble", "--teacher", "--episodes", "--resume", "-h", "--version"]
+        "--kl-mode", "--ensemble", "--teacher", "--episodes", "--resume", "-h", "--version",
+    "--coordinator", "--num-processes", "--process-id", "--network"]
 VALUES = st.one_of(
     st.sampled_from(["0", "1", "-1", "2", "1e-3", "1e400", "nan", "inf", "-inf", "abc", "",
                      "64,32", "64,,x", "kl", "kl=1", "mse=0,1", "feature", "huber",
                      "teacher", "dataset", "rusu", "CartPole-v1", "Pong", "lr=1", "seeds=0",
-                     "x=y", "hidden=", "/nonexistent", "/etc/passwd/x", "0.01,1,2", "1_000"]),
+                     "x=y", "hidden=", "/nonexistent", "/etc/passwd/x", "0.01,1,2", "1_000",
+                     # values: huge and tiny numbers, long and odd paths
+                     "1e12", "1e30", "18446744073709551616", "9" * 40, "-0", "1e-300",
+                     "5e-324", "buffer_size=1e12", "num_envs=1e9", "network=100000,100000",
+                     "chunk_steps=1e15", "seeds=1e7", "batch_size=1e12", "linear", "cnn",
+                     "cnn:0", "mlp:", "rnn:3", "/tmp/" + "x" * 5000, "x/" * 3000, "\x00",
+                     "../../..", "~", "-", "--", "./runs", "host:99999", "a:b:c"]),
     st.text(max_size=12),
     st.integers(-10**12, 10**12).map(str),
+    st.integers(2**31 - 3, 2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(str),
 )
 ARGS = st.tuples(
@@ -188,11 +255,26 @@ ARGS = st.tuples(
 
 @pytest.fixture
 def stubbed(monkeypatch):
-    """Valid arguments must not start training: stub the work behind the CLI."""
+    """Valid arguments must not start training: stub the work behind the CLI, keeping the
+    checks a command makes before any work (network spec, integer ranges, memory)."""
+    from distillq import dqn, envs, limits
+
     def fake(*_a, **_k):
         return {"run_dir": "stub", "kind": "stub"}
-    for name in ("train_teacher", "distill", "evaluate_runs"):
+
+    def fake_teacher(cfg, **_k):
+        limits.preflight_teacher(cfg, dqn.make_trainer(cfg, envs.make(cfg.env)))
+        return fake()
+
+    monkeypatch.setattr(commands, "train_teacher", fake_teacher)
+    for name in ("distill", "evaluate_runs"):
         monkeypatch.setattr(commands, name, fake)
+    import jax
+
+    def no_rendezvous(*_a, **_k):
+        raise RuntimeError("stub: no coordinator in the fuzz")
+
+    monkeypatch.setattr(jax.distributed, "initialize", no_rendezvous)
     from distillq import report
 
     monkeypatch.setattr(report, "make_report", lambda *a, **k: {"table": [], "kind": "stub"})
@@ -200,7 +282,9 @@ def stubbed(monkeypatch):
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
-@given(args=ARGS, stdin=st.sampled_from(["", "garbage", '{"run_dir": "/nonexistent"}']))
+@given(args=ARGS, stdin=st.sampled_from(["", "garbage", '{"run_dir": "/nonexistent"}',
+                                          "[" * 50_000, '{"run_dir": "' + "r" * 50_000 + '"}',
+                                          '{"run_dir": "\\u0000"}', "\x00" * 1000]))
 def test_fuzz_never_a_traceback(stubbed, args, stdin):
     code, out, err = invoke(args, stdin)
     assert code in (0, 2), (args, code, err)

@@ -228,3 +228,14 @@ def test_network_families_through_the_cli(tmp_path):
     shutil.rmtree(tmp_path / "lin" / "params")
     shutil.copytree(tmp_path / "mlp" / "params", tmp_path / "lin" / "params")
     assert "params do not match the network spec" in _bad(["evaluate", str(tmp_path / "lin")])
+
+
+def test_closed_stdout_is_one_line_not_a_crash(trained):
+    """`distillq evaluate RUN >&-`: no AttributeError, one line, exit 2, before any work."""
+    d, _, _ = trained
+    p = subprocess.run(EXE + ["evaluate", str(d / "t")], stdin=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, env=_env(),
+                       preexec_fn=lambda: os.close(1), timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "stdout is closed" in lines[0], p.stderr

@@ -154,7 +154,7 @@ def test_baselines_are_the_comparison_s_teacher_and_random_sides(teacher, cartpo
     np.testing.assert_array_equal(np.asarray(alone["teacher"]),
                                   np.asarray(both["teacher_returns"]))
     np.testing.assert_array_equal(np.asarray(alone["random"]), np.asarray(both["random_returns"]))
-    assert 8 < float(np.mean(alone["random"])) < 40      # CartPole's random policy: ~22
+    assert 5 < float(np.mean(alone["random"])) < 100      # CartPole random play: ~22
 
 
 def test_ensemble_distill_with_stop_retention(teacher_run, tmp_path):

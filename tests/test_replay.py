@@ -65,3 +65,24 @@ def test_layouts_round_trip_a_transition():
         nbytes = sum(x.nbytes for x in leaves)
         assert nbytes == 4 * 5 * ((2 * 18 + 16) if binary and len(shape) == 3
                                   else 4 * lay.width)
+
+
+def test_sample_reaches_every_written_row_and_env_in_both_layouts():
+    """Through replay.sample: windows start at every valid row, every env is drawn, and the
+    observations come back with their shape (packed floats and binary frames alike)."""
+    rows, envs, span = 6, 3, 2
+    for shape, binary in (((2,), False), ((2, 2, 1), True)):
+        lay = replay.Layout(shape, binary)
+        data = lay.init(rows, envs)
+        for t in range(9):                     # 9 rows written into 6: rows hold t = 3..8
+            obs = jnp.stack([jnp.full(shape, (t * envs + e) % 2, jnp.float32)
+                             for e in range(envs)])
+            tr = replay.Transition(obs, jnp.arange(envs), jnp.full((envs,), float(t)),
+                                   jnp.zeros(envs, bool), jnp.zeros(envs, bool), obs)
+            data = replay.write(data, lay.pack(tr), jnp.int32(t))
+        w = replay.sample(data, lay, jax.random.PRNGKey(0), jnp.int32(9), 600, span)
+        assert w.obs.shape == (600, span, *shape)
+        starts = np.asarray(w.reward)[:, 0]
+        assert set(starts.tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0}    # 8 has no successor yet
+        np.testing.assert_array_equal(np.diff(np.asarray(w.reward), axis=1), 1.0)
+        assert set(np.asarray(w.action)[:, 0].tolist()) == {0, 1, 2}   # every env drawn
