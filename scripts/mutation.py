@@ -178,7 +178,8 @@ def outcomes(dump: str) -> list[tuple[dict, dict | None]]:
 def summarise(dump: str) -> str:
     from collections import Counter
 
-    c = Counter((r or {}).get("test_outcome", "pending") for _, r in outcomes(dump))
+    c = Counter("pending" if r is None else (r.get("test_outcome") or "skipped")
+                for _, r in outcomes(dump))
     return ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
 
 
