@@ -32,7 +32,7 @@ lock:
 run: setup
 	mkdir -p runs
 	$(VENV)/bin/distillq train-teacher | $(VENV)/bin/distillq distill --loss kl --temp 2 \
-		| $(VENV)/bin/distillq evaluate | tee runs/last-evaluation.json
+		| $(VENV)/bin/distillq evaluate | tee last-evaluation.json
 
 test: setup
 	$(PY) -m pytest -q

@@ -416,9 +416,50 @@ def load_run(path: str | Path, kind: str | None = None) -> Run:
     if meta["status"] != "complete":
         hint = " (resume it with --resume)" if meta["status"] == "interrupted" else ""
         raise RunDirError(f"run {p} is not complete (status: {meta['status']}){hint}")
+    check_digest(p, meta)
     params = restore_params(p)
     _check_params(p, params, meta)
     return Run(p, meta, params)
+
+
+def params_digest(run_dir: Path) -> str:
+    """A digest of the saved params (every file under params/, names and bytes): the run's
+    identity. Recorded in meta.json when the run completes, and by each student for its
+    teachers. Reading it needs no jax."""
+    import hashlib
+
+    root = Path(run_dir) / PARAMS
+    if not root.is_dir():
+        raise RunDirError(f"checkpoint missing in {run_dir}: no {PARAMS}/ directory")
+    h = hashlib.sha256()
+    try:
+        for f in sorted(x for x in root.rglob("*") if x.is_file()):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0")
+            h.update(f.read_bytes())
+    except OSError as e:
+        raise RunDirError(f"cannot read the checkpoint in {run_dir}: {e.strerror}") from None
+    return h.hexdigest()[:20]
+
+
+def check_digest(run_dir: Path, meta: dict) -> None:
+    """The params on disk are the ones the run saved (runs from before digests: unchecked)."""
+    want = meta.get("params_digest")
+    if want is not None and params_digest(run_dir) != want:
+        raise RunDirError(f"damaged checkpoint in {run_dir}: its params are not the ones "
+                          "saved when the run completed (digest differs from meta.json)")
+
+
+def check_teachers(student: Path, meta: dict, teacher_dirs: list[Path],
+                   teacher_metas: list[dict]) -> None:
+    """Each teacher found for a student is the run it was distilled from: same params digest
+    as recorded in the student's meta.json (students from before digests: unchecked)."""
+    for entry, path, tmeta in zip(meta.get("teacher", {}).get("runs", []), teacher_dirs,
+                                  teacher_metas, strict=False):
+        want = entry.get("params_digest")
+        if want is not None and tmeta.get("params_digest") != want:
+            raise RunDirError(f"teacher {path} is not the run {student} was distilled from "
+                              "(its params digest differs from the one recorded then); restore "
+                              "that teacher, or evaluate the student alone with --no-teacher")
 
 
 def restore_params(run_dir: Path) -> Any:

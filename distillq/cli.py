@@ -31,6 +31,19 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _d(kind: str, key: str) -> str:
+    """' [default: X]' for a flag that sets config key `key` (X from configs/<kind>.toml's
+    built-in defaults; an env's own file may change it, see `distillq <command> --help`)."""
+    import dataclasses
+
+    from distillq import config
+
+    field = {f.name: f for f in dataclasses.fields(config.CONFIGS[kind])}[key]
+    v = field.default
+    v = ",".join(map(str, v)) if isinstance(v, tuple) else v
+    return f" \\[default: {v}]"     # escaped: rich would read [default: ...] as markup
+
+
 STDIN_LIMIT = 16 * 2**20   # characters of upstream JSON read from stdin, at most
 _LOSS_HELP = "; ".join(f"{kind}: {', '.join(registry.losses_of_kind(kind))}"
                        for kind in registry.LOSS_KINDS if registry.losses_of_kind(kind))
@@ -127,29 +140,69 @@ def _read_stdin() -> str:
     return text
 
 
-def _stdin_run(what: str) -> str:
+def _upstream(what: str) -> dict:
+    """The upstream command's JSON (its run_dir, and `shown`: the runs whose tables the
+    pipeline has printed so far)."""
     from distillq.pipes import read_upstream
 
     if sys.stdin is None or sys.stdin.isatty():
         raise DistillqError(f"no {what} given: pass it as an argument, or pipe the JSON output "
                             "of the previous distillq command into this one")
-    return read_upstream(_read_stdin())["run_dir"]
+    return read_upstream(_read_stdin())
+
+
+def _shown(upstream: dict | None) -> list[str]:
+    shown = (upstream or {}).get("shown")
+    return [x for x in shown if isinstance(x, str)] if isinstance(shown, list) else []
+
+
+def _existing_runs(paths: list[str]) -> list[str]:
+    """Several paths (e.g. `runs/*`): skip those that are not run dirs, with a warning; one
+    path must be a run dir."""
+    from distillq import checkpoint
+    from distillq.errors import RunDirError
+    from distillq.runner import warn
+
+    if len(paths) == 1:
+        checkpoint.read_meta(paths[0])
+        return paths
+    kept, skipped = [], []
+    for p in paths:
+        try:
+            checkpoint.read_meta(p)
+            kept.append(p)
+        except RunDirError as e:
+            skipped.append(str(e))
+    if not kept:
+        raise RunDirError(f"none of the {len(paths)} paths given is a distillq run dir "
+                          f"({skipped[0]})")
+    for why in skipped:
+        warn(f"skipped: {why}")
+    return kept
 
 
 @app.command("train-teacher")
 def train_teacher(
     config_path: ConfigOpt = None,
-    seeds: Annotated[str | None, typer.Option(metavar="N", help="number of seeds (vmapped)",
-                                                 show_default=False)] = None,
-    seed: Annotated[str | None, typer.Option(metavar="N", help="first seed")] = None,
-    env: Annotated[str | None, typer.Option(metavar="ID", help="gymnax env id")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        metavar="N", help="number of seeds (vmapped)" + _d("teacher", "seeds"),
+        show_default=False)] = None,
+    seed: Annotated[str | None, typer.Option(
+        metavar="N", help="first seed" + _d("teacher", "seed"))] = None,
+    env: Annotated[str | None, typer.Option(
+        metavar="ID", help="gymnax env id; its own defaults come from configs/envs/<ID>.toml"
+        + _d("teacher", "env"))] = None,
     steps: Annotated[str | None, typer.Option(
-        metavar="N", help="max env steps per seed (total_steps)")] = None,
+        metavar="N", help="max env steps per seed (total_steps)"
+        + _d("teacher", "total_steps"))] = None,
     hidden: Annotated[str | None, typer.Option(
         "--hidden", "--network", metavar="NET",
-        help="teacher network: 128,64 (MLP sizes), linear, cnn or cnn:C,H")] = None,
-    num_envs: Annotated[str | None, typer.Option(metavar="N", help="envs per seed")] = None,
-    lr: Annotated[str | None, typer.Option(metavar="X", help="learning rate")] = None,
+        help="teacher network: 128,64 (MLP sizes), linear, cnn or cnn:C,H"
+        + _d("teacher", "network"))] = None,
+    num_envs: Annotated[str | None, typer.Option(
+        metavar="N", help="envs per seed" + _d("teacher", "num_envs"))] = None,
+    lr: Annotated[str | None, typer.Option(
+        metavar="X", help="learning rate" + _d("teacher", "lr"))] = None,
     sets: SetOpt = None,
     out: OutOpt = None,
     force: ForceOpt = False,
@@ -159,7 +212,8 @@ def train_teacher(
     num_processes: NProcOpt = None,
     process_id: PidOpt = None,
 ) -> None:
-    """Train a DQN teacher (default MLP 128-64) on a gymnax env, all seeds in one jitted call."""
+    """Train a DQN teacher on a gymnax env, all seeds in one jitted call. Defaults come from
+    configs/teacher.toml, then the env's configs/envs/<env>.toml, then --config, then flags."""
     from distillq import checkpoint, config
 
     _only_resume(resume, config=config_path, seeds=seeds, seed=seed, env=env, steps=steps,
@@ -188,30 +242,35 @@ def distill(
     loss: Annotated[list[str] | None, typer.Option(
         metavar="NAME[=W]",
         help=f"loss term ({_LOSS_HELP}) with an optional weight (W1,W2,... sweeps it); repeat "
-        "to sum terms: --loss kl=1 --loss feature=0.5")
+        "to sum terms: --loss kl=1 --loss feature=0.5" + _d("distill", "loss"))
     ] = None,
     temp: Annotated[str | None, typer.Option(
-        metavar="T[,T...]", help="kl temperature; a list sweeps it: --temp 0.01,0.1,1")] = None,
+        metavar="T[,T...]", help="kl temperature; a list sweeps it: --temp 0.01,0.1,1"
+        + _d("distill", "temp"))] = None,
     kl_mode: Annotated[str | None, typer.Option(
         metavar="hinton|rusu", help="kl convention: hinton (both / T, times T^2) or rusu "
-        "(teacher / tau only)")] = None,
+        "(teacher / tau only)" + _d("distill", "kl_mode"))] = None,
     collect: Annotated[str | None, typer.Option(
-        metavar="MODE", help="who acts: teacher, student, mixed, dataset")] = None,
+        metavar="MODE", help="who acts: teacher, student, mixed, dataset"
+        + _d("distill", "collect"))] = None,
     env: Annotated[str | None, typer.Option(
         metavar="ID", help="expected env: refuse teachers trained on another one")] = None,
     ensemble: Annotated[bool | None, typer.Option(
         "--ensemble/--no-ensemble",
-        help="each student learns from the ensemble of all teacher seeds and runs",
-        show_default=False)] = None,
+        help="each student learns from the ensemble of all teacher seeds and runs"
+        + _d("distill", "ensemble"), show_default=False)] = None,
     student: Annotated[str | None, typer.Option(
         metavar="NET", help="student network: 64,32 or 16 (MLP sizes), linear, cnn or "
-        "cnn:C,H; its family may differ from the teacher's")] = None,
+        "cnn:C,H; its family may differ from the teacher's" + _d("distill", "network"))] = None,
     seeds: Annotated[str | None, typer.Option(
-        metavar="N", help="students per sweep point (default: one per teacher seed)")] = None,
-    seed: Annotated[str | None, typer.Option(metavar="N", help="first student seed")] = None,
+        metavar="N", help="students per sweep point \\[default: one per teacher seed]")] = None,
+    seed: Annotated[str | None, typer.Option(
+        metavar="N", help="first student seed" + _d("distill", "seed"))] = None,
     steps: Annotated[str | None, typer.Option(
-        metavar="N", help="max env steps per seed (total_steps)")] = None,
-    lr: Annotated[str | None, typer.Option(metavar="X", help="learning rate")] = None,
+        metavar="N", help="max env steps per seed (total_steps)"
+        + _d("distill", "total_steps"))] = None,
+    lr: Annotated[str | None, typer.Option(
+        metavar="X", help="learning rate" + _d("distill", "lr"))] = None,
     config_path: ConfigOpt = None,
     sets: SetOpt = None,
     out: OutOpt = None,
@@ -222,7 +281,9 @@ def distill(
     num_processes: NProcOpt = None,
     process_id: PidOpt = None,
 ) -> None:
-    """Distil teacher run(s) into a smaller student (default MLP 64-32); sweeps in one call."""
+    """Distil teacher run(s) into a smaller student; sweeps in one call. Defaults come from
+    configs/distill.toml, then the teacher env's configs/envs/<env>.toml, then --config, then
+    flags."""
     from distillq import checkpoint, config
 
     _only_resume(resume, teacher=teacher, loss=loss, temp=temp, kl_mode=kl_mode, env=env,
@@ -244,7 +305,8 @@ def distill(
         if n_seeds < 1:
             raise ConfigError(f"seeds: must be >= 1, got {n_seeds}")
     checkpoint.check_writable_parent(out)
-    teacher_dirs = list(teacher) if teacher else [_stdin_run("teacher run")]
+    upstream = None if teacher else _upstream("teacher run")
+    teacher_dirs = list(teacher) if teacher else [upstream["run_dir"]]
     for t in teacher_dirs:
         meta = checkpoint.read_meta(t)  # fail fast, before importing jax
         if env is not None and meta["env"] != env:
@@ -257,19 +319,23 @@ def distill(
     pipes.protect_stdout()
 
     pipes.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
-                                 show_progress=not quiet, started=_STARTED))
+                                 show_progress=not quiet, started=_STARTED,
+                                 shown=_shown(upstream)))
 
 
 @app.command("evaluate")
 def evaluate(
     runs: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN]...", help="run dirs (default: the run named by the JSON on stdin)",
+        metavar="[RUN]...", help="run dirs (default: the run named by the JSON on stdin, with "
+        "its teachers); paths that are not run dirs are skipped with a warning",
         show_default=False)] = None,
     episodes: Annotated[str | None, typer.Option(
-        metavar="N", help="greedy episodes per seed [default: 100]")] = None,
+        metavar="N", help="greedy episodes per seed \\[default: 100]")] = None,
+    no_teacher: Annotated[bool, typer.Option(
+        "--no-teacher", help="evaluate students alone (no retention or fidelity)")] = False,
 ) -> None:
     """Evaluate teacher/student runs: returns, retention, fidelity, size and speed."""
-    from distillq import checkpoint, config
+    from distillq import config
 
     n = 100 if episodes is None else config.coerce("episodes", episodes, int)
     if n < 1:
@@ -277,18 +343,19 @@ def evaluate(
     if n > 2**31 - 1:
         raise ConfigError(f"episodes: {n:,} is beyond the 2^31 - 1 episodes one evaluation "
                           "numbers")
-    paths = list(runs) if runs else [_stdin_run("run")]
-    for p in paths:
-        checkpoint.read_meta(p)  # fail fast, before importing jax
+    upstream = None if runs else _upstream("run")
+    paths = _existing_runs(list(runs) if runs else [upstream["run_dir"]])  # before jax loads
     from distillq import commands, pipes
 
     pipes.protect_stdout()
 
     t0 = time.perf_counter()
-    out = commands.evaluate_runs(paths, episodes=n)
+    out = commands.evaluate_runs(paths, episodes=n, with_teacher=not no_teacher,
+                                 add_teachers=upstream is not None and not no_teacher,
+                                 shown=_shown(upstream))
     out["wall_s"] = round(time.perf_counter() - _STARTED, 3)
     out["eval_wall_s"] = round(time.perf_counter() - t0, 3)
-    if len(out["results"]) == 1:  # a single run: its summary also sits at the top level
+    if len(paths) == 1:  # a single run asked for: its summary also sits at the top level
         out["run_dir"] = out["results"][0]["run_dir"]
     pipes.emit(out)
 
@@ -305,9 +372,7 @@ def report(
     """Write learning-curve and comparison plots (PNG) and a markdown table for runs."""
     from distillq import checkpoint
 
-    paths = list(runs) if runs else _stdin_runs()
-    for p in paths:
-        checkpoint.read_meta(p)
+    paths = _existing_runs(list(runs) if runs else _stdin_runs())
     from pathlib import Path
 
     from distillq import pipes

@@ -13,7 +13,7 @@ from typing import Any
 
 from distillq import _setup, checkpoint, config, limits, rundir, signals, summaries, teachers
 from distillq.errors import RunDirError
-from distillq.runner import console
+from distillq.runner import console, warn
 
 _setup.configure()
 
@@ -112,7 +112,7 @@ def train_teacher(cfg: config.TeacherConfig | None, *, out: str | None = None,
     summaries.print_eval_table(f"teacher {files.dir}", evaluation["per_seed"])
     return {"run_dir": str(files.dir), "kind": "teacher", "env": cfg.env, "seeds": seeds,
             "network": trainer.net_spec, "params": n_params, "evaluation": evaluation,
-            **stats}
+            **stats, "shown": [str(files.dir.resolve())]}
 
 
 # --------------------------------------------------------------------------- distill
@@ -156,7 +156,8 @@ class _Plan:
         n = len(self.student_seeds)
         return {
             "runs": [{"run_dir": str(t.path.resolve()),
-                      "relative_run_dir": _relpath(t.path.resolve(), student_dir or Path("."))}
+                      "relative_run_dir": _relpath(t.path.resolve(), student_dir or Path(".")),
+                      "params_digest": t.meta.get("params_digest")}
                      for t in runs],
             "ensemble": self.seed_index is None, "seed_index": self.seed_index,
             "seeds": ([f"ensemble of {len(labels)}"] * n if self.seed_index is None
@@ -169,13 +170,15 @@ def _resume_teachers(meta: dict, run_dir: Path) -> list[checkpoint.Run]:
     paths = checkpoint.find_teachers(meta, run_dir)
     if paths is None:
         raise RunDirError(f"a teacher run of {run_dir} is missing; cannot resume")
-    return teachers.load_teachers([str(p) for p in paths])
+    runs = teachers.load_teachers([str(p) for p in paths])
+    checkpoint.check_teachers(run_dir, meta, paths, [t.meta for t in runs])
+    return runs
 
 
 def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None = None,
             *, seeds: int | None = None, out: str | None = None, force: bool = False,
             show_progress: bool = True, started: float | None = None,
-            resume: str | None = None) -> dict:
+            resume: str | None = None, shown: list[str] = ()) -> dict:
     """Distil teacher run(s) into students (or continue an interrupted run: resume=RUN_DIR)."""
     import jax
     import numpy as np
@@ -224,8 +227,8 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
             target = np.where(t_mean > r_mean,
                               r_mean + cfg.stop_retention * (t_mean - r_mean), t_mean)
             if np.any(t_mean <= r_mean):
-                console.print("[yellow]warning: a teacher is no better than a random policy; "
-                              "its students stop on matching its return[/yellow]")
+                warn("a teacher is no better than a random policy; its students stop on "
+                     "matching its return")
 
         def stop(m: dict) -> bool:
             return target is not None and bool(np.all(m["best_return"] >= target))
@@ -256,7 +259,8 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
             "loss": list(cfg.loss), "temp": list(cfg.temp), "kl_mode": cfg.kl_mode,
             "collect": cfg.collect, "ensemble": cfg.ensemble, "network": distiller.net_spec,
             "params": n_params, "teacher_params": _param_count(t_meta["network"]),
-            "evaluation": evaluation, **stats}
+            "evaluation": evaluation, **stats,
+            "shown": sorted({*shown, str(files.dir.resolve())})}
 
 
 def _relpath(target: Path, start: Path) -> str:
@@ -270,27 +274,51 @@ def _relpath(target: Path, start: Path) -> str:
 EVAL_CHUNK = 512     # episodes per jitted call of `evaluate` (per seed)
 
 
-def evaluate_runs(paths: list[str], *, episodes: int = 100) -> dict:
-    """Evaluate teacher and/or student runs with greedy episodes, vmapped over seeds."""
+def evaluate_runs(paths: list[str], *, episodes: int = 100, with_teacher: bool = True,
+                  add_teachers: bool = False, shown: list[str] = ()) -> dict:
+    """Evaluate teacher and/or student runs with greedy episodes, vmapped over seeds.
+
+    add_teachers: a student's teachers are evaluated too (a pipeline "evaluates both").
+    shown: runs whose tables the pipeline printed already; a run evaluated with the same
+    episode count (hence the same numbers) is not printed twice."""
     runs = [checkpoint.load_run(p) for p in paths]  # fail fast on any bad path
+    if add_teachers:
+        seen = {r.path.resolve() for r in runs}
+        for r in list(runs):
+            for t in (checkpoint.find_teachers(r.meta, r.path) or []
+                      if r.meta["kind"] == "student" else []):
+                if t.resolve() not in seen:
+                    seen.add(t.resolve())
+                    runs.append(checkpoint.load_run(t))
     for r in runs:
         limits.preflight_evaluate(r.meta, episodes, EVAL_CHUNK)
-    results = [_evaluate_one(r, episodes) for r in runs]
-    return {"kind": "evaluation", "episodes": episodes, "results": results}
+    printed = set(shown)
+    results = []
+    for r in runs:
+        key = str(r.path.resolve())
+        same = key in printed and episodes == r.meta["config"].get("final_episodes")
+        results.append(_evaluate_one(r, episodes, with_teacher, show=not same))
+        printed.add(key)
+    return {"kind": "evaluation", "episodes": episodes, "results": results,
+            "shown": sorted(printed)}
 
 
-def _teachers_of(run: checkpoint.Run) -> list[checkpoint.Run] | None:
-    if run.meta["kind"] != "student":
+def _teachers_of(run: checkpoint.Run, with_teacher: bool = True) -> list[checkpoint.Run] | None:
+    """The student's teachers, verified to be the runs it was distilled from; None when it
+    is a teacher, when asked for the student alone, or (with a warning) when one is gone."""
+    if run.meta["kind"] != "student" or not with_teacher:
         return None
     paths = checkpoint.find_teachers(run.meta, run.path)
     if paths is None:
-        console.print(f"[yellow]warning: a teacher run of {run.path} is missing; reporting "
-                      "the student alone[/yellow]")
+        warn(f"a teacher run of {run.path} is missing; reporting the student alone")
         return None
-    return teachers.load_teachers([str(p) for p in paths])
+    runs = teachers.load_teachers([str(p) for p in paths])
+    checkpoint.check_teachers(run.path, run.meta, paths, [t.meta for t in runs])
+    return runs
 
 
-def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
+def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
+                  show: bool = True) -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -302,7 +330,7 @@ def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
     seeds = list(meta["seeds"])
     params = jax.tree.map(jnp.asarray, run.params)
     keys = _eval_keys(seeds)
-    t_runs = _teachers_of(run)
+    t_runs = _teachers_of(run, with_teacher)
     chunk = min(episodes, EVAL_CHUNK)
     if t_runs is not None:
         t_apply = networks.ensemble_apply(networks.build(t_runs[0].meta["network"]).apply)
@@ -342,5 +370,9 @@ def _evaluate_one(run: checkpoint.Run, episodes: int) -> dict:
         "forward_obs_per_s": round(evaluate.forward_throughput(
             net.apply, one, networks.obs_shape(meta["network"])), 1),
     }
-    summaries.print_eval_table(f"{meta['kind']} {run.path}", ev["per_seed"])
+    if show:
+        summaries.print_eval_table(f"{meta['kind']} {run.path}", ev["per_seed"])
+    else:
+        console.print(f"[dim]{meta['kind']} {run.path}: the same numbers as its table above"
+                      "[/dim]")
     return result

@@ -110,6 +110,8 @@ class TeacherConfig(_Schedule):
 
     def check(self) -> None:
         _check_fields(self)
+        if registry.env_error(self.env):
+            raise ConfigError(f"env: {registry.env_error(self.env)}")
         if self.n_step >= self.buffer_rows:
             raise ConfigError(f"n_step ({self.n_step}) must be smaller than buffer_size/num_envs "
                               f"({self.buffer_rows})")

@@ -97,11 +97,16 @@ def make(name: str) -> Env:
         e = registry.ENVS[name]
         env = _fast_env_class(e.module, e.cls)()
         return from_gymnax(name, env, env.default_params, binary_obs=e.family == "minatar")
-    gymnax = _gymnax()
-    if name not in gymnax.registered_envs:
-        raise ConfigError(f"unknown env {name!r}; valid: {', '.join(gymnax.registered_envs)}")
-    env, params = gymnax.make(name)
+    check_name(name)
+    env, params = _gymnax().make(name)
     return from_gymnax(name, env, params)
+
+
+def check_name(name: str) -> None:
+    """A one-line error for an env distillq cannot train (no import needed)."""
+    error = registry.env_error(name)
+    if error:
+        raise ConfigError(error)
 
 
 def from_gymnax(name: str, env: Any, params: Any, binary_obs: bool = False) -> Env:

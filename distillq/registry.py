@@ -172,3 +172,31 @@ ENVS: dict[str, EnvType] = {e.name: e for e in (
     EnvType("Seaquest-MinAtar", "minatar.seaquest", "MinSeaquest", "minatar"),
     EnvType("SpaceInvaders-MinAtar", "minatar.space_invaders", "MinSpaceInvaders", "minatar"),
 )}
+
+# Other discrete-action gymnax envs, built through `gymnax.make` (slower to import); each was
+# checked to train (tests/test_envs.py). Their defaults are configs/*.toml's.
+OTHER_ENVS = ("Catch-bsuite", "DeepSea-bsuite", "MemoryChain-bsuite", "UmbrellaChain-bsuite",
+              "DiscountingChain-bsuite", "SimpleBandit-bsuite", "FourRooms-misc",
+              "MetaMaze-misc", "BernoulliBandit-misc", "GaussianBandit-misc", "Pong-misc",
+              "FrozenLake-misc")
+# gymnax envs distillq cannot train, and why.
+UNSUPPORTED_ENVS = {
+    "Pendulum-v1": "continuous actions", "MountainCarContinuous-v0": "continuous actions",
+    "PointRobot-misc": "continuous actions", "Reacher-misc": "continuous actions",
+    "Swimmer-misc": "continuous actions",
+    "MNISTBandit-bsuite": "it downloads MNIST when it is built",
+}
+
+
+def trainable_envs() -> tuple[str, ...]:
+    return (*ENVS, *OTHER_ENVS)
+
+
+def env_error(name: str) -> str | None:
+    """Why distillq cannot train `name`, or None when it can."""
+    if name in UNSUPPORTED_ENVS:
+        return (f"env {name!r} is not supported ({UNSUPPORTED_ENVS[name]}); distillq trains: "
+                f"{', '.join(trainable_envs())}")
+    if name not in trainable_envs():
+        return f"unknown env {name!r}; valid: {', '.join(trainable_envs())}"
+    return None

@@ -5,7 +5,9 @@ Writes into the output directory:
                        per run (mean across seeds, band = min..max across seeds)
   comparison.png       final return (mean, std across seeds) and parameter count per run,
                        with each student's retention of its teacher
-  report.md            the same numbers as a table
+  report.md            the same numbers as a table (one row per sweep point)
+Runs still training are reported too (their curves so far: live monitoring); complete runs
+are validated as `evaluate` validates them (params digest, teacher identity), without jax.
 """
 
 from __future__ import annotations
@@ -34,18 +36,64 @@ def _label(meta: dict, run_dir: Path) -> str:
 
 
 def collect_runs(paths: list[str]) -> list[tuple[Path, dict]]:
-    """Complete runs given, plus the teachers of any students (each once, in order)."""
+    """The runs given, plus the teachers of any students (each once), validated as evaluate
+    validates them: a complete run's params must be the ones it saved, and a student's
+    teachers the runs it was distilled from. Runs still training (or interrupted) are
+    reported too: their curves so far, from metrics.jsonl."""
     out: dict[Path, dict] = {}
     for p in paths:
         meta = checkpoint.read_meta(p)
-        if meta["status"] != "complete":
-            raise checkpoint.RunDirError(f"run {p} is not complete (status: {meta['status']})")
+        if meta["status"] == "complete":
+            checkpoint.check_digest(Path(p), meta)
         if meta["kind"] == "student":
-            for t in checkpoint.find_teachers(meta, Path(p)) or []:
-                out.setdefault(t.resolve(), checkpoint.read_meta(t))
+            teachers = checkpoint.find_teachers(meta, Path(p)) or []
+            t_metas = [checkpoint.read_meta(t) for t in teachers]
+            checkpoint.check_teachers(Path(p), meta, teachers, t_metas)
+            for t, tm in zip(teachers, t_metas, strict=True):
+                if tm["status"] == "complete":
+                    checkpoint.check_digest(t, tm)
+                out.setdefault(t.resolve(), tm)
         out[Path(p).resolve()] = meta
     # teachers first, then students, each in the order met
     return sorted(out.items(), key=lambda kv: kv[1]["kind"] != "teacher")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """A report never writes into a run dir (nor into a dir inside one)."""
+    p = Path(out_dir).resolve()
+    for d in (p, *p.parents):
+        if (d / checkpoint.META).is_file():
+            raise checkpoint.RunDirError(f"{out_dir} is inside the run dir {d}; a report is "
+                                         "written elsewhere (runs are never modified)")
+
+
+def _table_rows(run_dir: Path, meta: dict) -> list[dict]:
+    """One row per run, or per sweep point of a sweep (its students grouped by point)."""
+    import numpy as np
+
+    ev = meta.get("evaluation", {})
+    base = {"run": run_dir.name, "status": meta["status"], "kind": meta["kind"],
+            "network": registry.network_text(meta["network"]),
+            "params": meta.get("params_per_seed"),
+            "env_steps_per_seed": meta.get("train", {}).get("env_steps_per_seed"),
+            "wall_s": meta.get("train", {}).get("wall_s"), "seeds": len(meta["seeds"])}
+    per_seed = ev.get("per_seed", [])
+    groups = [(None, ev.get("overall", {}), per_seed)]
+    if ev.get("per_point"):
+        groups = [(p, p, [r for r in per_seed if r.get("point") == i])
+                  for i, p in enumerate(ev["per_point"])]
+    rows = []
+    for point, ov, seeds in groups:
+        per = [r["mean"] for r in seeds]
+        label = base["run"]
+        if point is not None:
+            w = " ".join(f"{k}={v:g}" for k, v in point["weights"].items())
+            label = f"{base['run']} (T={point['temp']:g} {w})"
+        rows.append({**base, "run": label, "return_mean": ov.get("mean"),
+                     "return_std_seeds": float(np.std(per)) if per else None,
+                     "retention": ov.get("retention"), "retention_min": ov.get("retention_min"),
+                     "fidelity": ov.get("fidelity")})
+    return rows
 
 
 def make_report(paths: list[str], out_dir: Path) -> dict:
@@ -56,6 +104,7 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
     import numpy as np
 
     runs = collect_runs(paths)
+    check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -82,24 +131,10 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
     fig.savefig(curves, dpi=110)
     plt.close(fig)
 
-    table = []
-    for run_dir, meta in runs:
-        ev = meta.get("evaluation", {})
-        ov = ev.get("overall", {})
-        per = [p["mean"] for p in ev.get("per_seed", [])]
-        table.append({
-            "run": run_dir.name, "kind": meta["kind"],
-            "network": registry.network_text(meta["network"]),
-            "params": meta.get("params_per_seed"),
-            "return_mean": ov.get("mean"), "return_std_seeds": float(np.std(per)) if per else None,
-            "retention": ov.get("retention"), "retention_min": ov.get("retention_min"),
-            "fidelity": ov.get("fidelity"),
-            "env_steps_per_seed": meta.get("train", {}).get("env_steps_per_seed"),
-            "wall_s": meta.get("train", {}).get("wall_s"), "seeds": len(meta["seeds"]),
-        })
+    table = [row for run_dir, meta in runs for row in _table_rows(run_dir, meta)]
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    names = [f"{r['kind']}\n{r['network']}\n{r['run'][-12:]}" for r in table]
+    names = [f"{r['kind']} {r['network']}\n{r['run']}" for r in table]
     colors = ["tab:blue" if r["kind"] == "teacher" else "tab:orange" for r in table]
     a1.bar(range(len(table)), [r["return_mean"] or 0 for r in table],
            yerr=[r["return_std_seeds"] or 0 for r in table], color=colors, capsize=3)
@@ -107,12 +142,12 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
         if r["retention"] is not None:
             a1.text(i, (r["return_mean"] or 0) * 0.5, f"{100 * r['retention']:.1f}%\nretention",
                     ha="center", fontsize=7, color="white")
-    a1.set_xticks(range(len(table)), names, fontsize=7)
+    a1.set_xticks(range(len(table)), names, fontsize=6, rotation=30, ha="right")
     a1.set_ylabel("final greedy return (std over seeds)")
     a2.bar(range(len(table)), [r["params"] or 0 for r in table], color=colors)
     a2.set_yscale("log")
     a2.set_ylim(bottom=1)
-    a2.set_xticks(range(len(table)), names, fontsize=7)
+    a2.set_xticks(range(len(table)), names, fontsize=6, rotation=30, ha="right")
     a2.set_ylabel("parameters")
     fig.tight_layout()
     bars = out_dir / "comparison.png"
@@ -122,13 +157,14 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    lines = ["| run | kind | network | params | return (mean ± std over seeds) | retention | "
-             "retention min | fidelity | env steps/seed | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | status | kind | network | params | return (mean ± std over seeds) | "
+             "retention | retention min | fidelity | env steps/seed | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         ret = "-" if r["return_mean"] is None else \
             f"{r['return_mean']:.1f} ± {r['return_std_seeds']:.1f}"
-        lines.append(f"| {r['run']} | {r['kind']} | {r['network']} | {r['params']} | {ret} | "
+        lines.append(f"| {r['run']} | {r['status']} | {r['kind']} | {r['network']} | "
+                     f"{r['params']} | {ret} | "
                      f"{pct(r['retention'])} | {pct(r['retention_min'])} | "
                      f"{pct(r['fidelity'])} | {r['env_steps_per_seed']} | {r['wall_s']} |")
     md = out_dir / "report.md"
@@ -145,10 +181,10 @@ def _print(table: list[dict]) -> None:
     from distillq.runner import console
 
     t = Table(title="report", title_style="bold")
-    for c in ("run", "kind", "network", "params", "return", "retention", "fidelity"):
+    for c in ("run", "status", "kind", "network", "params", "return", "retention", "fidelity"):
         t.add_column(c, justify="right")
     for r in table:
-        t.add_row(r["run"], r["kind"], r["network"], str(r["params"]),
+        t.add_row(r["run"], r["status"], r["kind"], r["network"], str(r["params"]),
                   "-" if r["return_mean"] is None else f"{r['return_mean']:.1f}",
                   "-" if r["retention"] is None else f"{100 * r['retention']:.1f}%",
                   "-" if r["fidelity"] is None else f"{100 * r['fidelity']:.1f}%")

@@ -230,7 +230,7 @@ def complete(files: RunFiles, params: Any, **fields) -> None:
         return
     checkpoint.save_params(files.dir, params)
     files.meta.pop("resume", None)
-    files.finish("complete", **fields)
+    files.finish("complete", params_digest=checkpoint.params_digest(files.dir), **fields)
     checkpoint.remove_state(files.dir)
 
 

@@ -18,6 +18,13 @@ from rich.console import Console
 console = Console(stderr=True, highlight=False)
 
 
+def warn(msg: str) -> None:
+    """One warning line on stderr (never wrapped: paths in it stay whole)."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]warning: {escape(msg)}[/yellow]", soft_wrap=True)
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM inside the chunk loop: the loop finishes the running chunk,
     then stops cleanly (a checkpoint, exit 130 with the resume command)."""

@@ -337,3 +337,89 @@ def test_a_moved_runs_dir_keeps_students_and_teachers_together(tmp_path, monkeyp
     assert code == 0 and "teacher run of" in err and "missing" in err
     (res,) = json.loads(out)["results"]
     assert "teacher" not in res and "retention" not in res["evaluation"]["overall"]
+
+
+def test_a_swapped_teacher_is_refused(runs, tmp_path):
+    """A student records its teacher's params digest: a teacher dir replaced by another run
+    (here a 8-unit teacher) is refused by evaluate, report and --resume, instead of a
+    retention of 904%; --no-teacher still evaluates the student alone."""
+    from conftest import tiny_teacher
+
+    teacher, student, _, _ = runs
+    t, s = tmp_path / "t", tmp_path / "s"
+    shutil.copytree(teacher, t)
+    shutil.copytree(student, s)
+    meta = json.loads((s / "meta.json").read_text())
+    for entry in meta["teacher"]["runs"]:
+        entry["relative_run_dir"] = "../t"
+    (s / "meta.json").write_text(json.dumps(meta))
+    code, out, err = invoke(["evaluate", str(s), "--episodes", "2"])
+    assert code == 0, err                                      # the copy itself is fine
+    commands.train_teacher(tiny_teacher(network="8"), out=str(tmp_path / "other"),
+                           show_progress=False)
+    shutil.rmtree(t)
+    shutil.copytree(tmp_path / "other", t)                     # the swap
+    msg = one_line_error(["evaluate", str(s), "--episodes", "2"])
+    assert f"teacher {t} is not the run {s} was distilled from" in msg
+    assert "is not the run" in one_line_error(["report", str(s), "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(commands.RunDirError, match="is not the run"):
+        commands._resume_teachers(meta, s)
+    code, out, err = invoke(["evaluate", str(s), "--episodes", "2", "--no-teacher"])
+    assert code == 0, err
+    (res,) = json.loads(out)["results"]
+    assert "teacher" not in res and "retention" not in res["evaluation"]["overall"]
+
+
+def test_swapped_params_are_a_damaged_checkpoint_for_report_too(runs, tmp_path):
+    """The params of another run under a run's own meta.json: evaluate and report (which
+    needs no jax) both refuse them."""
+    teacher, student, _, _ = runs
+    t = tmp_path / "t"
+    shutil.copytree(teacher, t)
+    shutil.rmtree(t / "params")
+    shutil.copytree(student / "params", t / "params")
+    assert "damaged checkpoint" in one_line_error(["evaluate", str(t)])
+    assert "damaged checkpoint" in one_line_error(["report", str(t), "--out",
+                                                   str(tmp_path / "r")])
+
+
+def test_report_never_writes_into_a_run_dir(runs):
+    teacher = runs[0]
+    before = sorted(p.name for p in teacher.iterdir())
+    assert "inside the run dir" in one_line_error(["report", str(teacher), "--out",
+                                                   str(teacher / "report")])
+    assert sorted(p.name for p in teacher.iterdir()) == before
+
+
+def test_evaluate_skips_paths_that_are_not_runs(runs, tmp_path):
+    """`evaluate runs/*` after `make run`: a stray file among runs is skipped, with a warning."""
+    teacher = runs[0]
+    stray = tmp_path / "last-evaluation.json"
+    stray.write_text("{}")
+    code, out, err = invoke(["evaluate", str(teacher), str(stray), "--episodes", "2"])
+    assert code == 0, err
+    assert "warning: skipped: not a run dir (not a directory): " + str(stray) in err
+    assert [r["run_dir"] for r in json.loads(out)["results"]] == [str(teacher)]
+    assert "none of the 2 paths" in one_line_error(["evaluate", str(stray), str(tmp_path)])
+
+
+def test_unknown_env_lists_only_envs_distillq_trains(tmp_path):
+    msg = one_line_error(["train-teacher", "--env", "Pendulum-v1", "--out", str(tmp_path / "p")])
+    assert "not supported (continuous actions)" in msg and "Pendulum-v1; " not in msg
+    msg = one_line_error(["train-teacher", "--env", "Nope-v0"])
+    assert "Breakout-MinAtar" in msg and "Pendulum" not in msg and "MNIST" not in msg
+
+
+def test_help_shows_each_option_default():
+    code, out, _ = invoke(["distill", "--help"])
+    text = " ".join(out.replace("│", " ").split())
+    assert code == 0
+    for needle in ("--temp", "[default: 1.0]", "[default: kl]", "[default: 64,32]",
+                   "[default: teacher]", "[default: hinton]", "[default: 40000]"):
+        assert needle in text, needle
+    code, out, _ = invoke(["train-teacher", "--help"])
+    text = " ".join(out.replace("│", " ").split())
+    for needle in ("[default: 4]", "[default: 128,64]", "[default: CartPole-v1]",
+                   "configs/envs/"):
+        assert needle in text, needle
