@@ -578,3 +578,15 @@ def test_chunked_evaluation_equals_one_call(cartpole):
         assert out[k].shape == (2, 7)
         np.testing.assert_array_equal(out[k], np.asarray(whole[k]))
     assert len(set(np.asarray(whole["returns"])[0].tolist())) > 1     # episodes differ
+
+
+def test_masked_mean_of_the_chunk_metrics():
+    """Per-chunk loss metrics average only the iterations that learned."""
+    v = jnp.array([5.0, 1.0, 2.0, 6.0])
+    m = jnp.array([False, True, True, False])
+    assert float(training.masked_mean(v, m)) == pytest.approx(1.5)
+    assert float(training.masked_mean(v, jnp.zeros(4, bool))) == 0.0           # warm-up only
+    parts = jnp.array([[1.0, 10.0], [3.0, 30.0], [100.0, 100.0]])              # [iters, terms]
+    np.testing.assert_allclose(np.asarray(training.masked_mean(parts, jnp.array([1, 1, 0],
+                                                                                bool))),
+                               [2.0, 20.0])
