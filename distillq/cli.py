@@ -360,6 +360,73 @@ def evaluate(
     pipes.emit(out)
 
 
+@app.command("export")
+def export(
+    run: Annotated[str | None, typer.Argument(
+        metavar="[RUN]", help="run dir (default: the run named by the JSON on stdin)",
+        show_default=False)] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", metavar="numpy|c|onnx", help="artefact: numpy (policy.npz + a "
+        "numpy-only policy.py), c (policy.h/policy.c, no allocation) or onnx (policy.onnx)")
+    ] = "numpy",
+    out: Annotated[str | None, typer.Option(
+        "--out", "-o", metavar="DIR", help="output dir \\[default: exports/<run>-<format>]")
+    ] = None,
+    seed_index: Annotated[str | None, typer.Option(
+        "--seed-index", metavar="I", help="which seed of the run \\[default: 0]")] = None,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="int8 weights with per-output-channel scales (post-training)")] = False,
+    states: Annotated[str | None, typer.Option(
+        metavar="N", help="env states of the parity check \\[default: 10000]")] = None,
+    bench: Annotated[bool, typer.Option(
+        "--bench", help="also time batch-1 decisions: jitted JAX, NumPy, and the artefact's "
+        "runtime (onnxruntime, compiled C)")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Export a run's network (teacher or student) and check it against distillq's own
+    forward pass on env states: same greedy action, Q-values to 1e-4."""
+    from pathlib import Path
+
+    from distillq import checkpoint, config
+
+    path = run if run is not None else _upstream("run")["run_dir"]
+    meta = checkpoint.read_meta(path)           # fail fast, before importing jax
+    i = 0 if seed_index is None else config.coerce("seed_index", seed_index, int)
+    n = 10_000 if states is None else config.coerce("states", states, int)
+    if not 1 <= n <= 10_000_000:
+        raise ConfigError(f"states: must be in 1..10,000,000, got {n}")
+    out_dir = out or str(Path("exports") / f"{Path(path).resolve().name}-{fmt}"
+                         f"{'-int8' if int8 else ''}")
+    if fmt not in ("numpy", "c", "onnx"):
+        raise ConfigError(f"--format must be one of numpy, c, onnx; got {fmt!r}")
+    if meta["status"] != "complete":
+        raise DistillqError(f"run {path} is not complete (status: {meta['status']})")
+    from distillq import _setup, export, pipes
+
+    _setup.configure()
+    pipes.protect_stdout()
+    res = export.export_run(path, fmt, out_dir, seed_index=i, int8=int8, force=force,
+                            states=n, bench=bench)
+    _print_export(res)
+    pipes.emit(res)
+
+
+def _print_export(res: dict) -> None:
+    from distillq.runner import console
+
+    par = res.get("parity", {})
+    if "skipped" in par:
+        console.print(f"[yellow]parity not checked: {par['skipped']}[/yellow]")
+    else:
+        console.print(f"{res['format']} export of {res['run_dir']} -> {res['out']}: "
+                      f"{par['action_mismatches']} action mismatches on "
+                      f"{par['decided_states']:,} decided states (of {par['states']:,}), "
+                      f"max relative Q error {par['max_rel_q_error']:.2e}")
+    if "latency_us" in res:
+        console.print("batch-1 decision, median µs: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in res["latency_us"].items()))
+
+
 @app.command("report")
 def report(
     runs: Annotated[list[str] | None, typer.Argument(
