@@ -427,6 +427,45 @@ def _print_export(res: dict) -> None:
             f"{k} {v:.2f}" for k, v in res["latency_us"].items()))
 
 
+@app.command("render")
+def render(
+    run: Annotated[str | None, typer.Argument(
+        metavar="[RUN]", help="run dir (default: the run named by the JSON on stdin)",
+        show_default=False)] = None,
+    out: Annotated[str, typer.Option(
+        "--out", "-o", metavar="FILE.gif", help="the GIF to write")] = "rollout.gif",
+    seed_index: Annotated[str | None, typer.Option(
+        "--seed-index", metavar="I", help="which seed of the run \\[default: 0]")] = None,
+    episode: Annotated[str | None, typer.Option(
+        metavar="E", help="which evaluation episode (its key and initial state) "
+        "\\[default: 0]")] = None,
+    no_teacher: Annotated[bool, typer.Option(
+        "--no-teacher", help="a student alone (default: side by side with its teacher, "
+        "on the same episode)")] = False,
+    max_frames: Annotated[str | None, typer.Option(
+        metavar="N", help="at most N frames (every k-th step) \\[default: 120]")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Draw one greedy episode as a GIF with gymnax's visualiser (a student beside its
+    teacher on the same episode)."""
+    from distillq import checkpoint, config
+
+    path = run if run is not None else _upstream("run")["run_dir"]
+    checkpoint.read_meta(path)
+    i = 0 if seed_index is None else config.coerce("seed_index", seed_index, int)
+    e = 0 if episode is None else config.coerce("episode", episode, int)
+    n = 120 if max_frames is None else config.coerce("max_frames", max_frames, int)
+    if not 0 <= e < 2**31 - 1 or not 2 <= n <= 10_000:
+        raise ConfigError("--episode must be >= 0 and --max-frames in 2..10000")
+    from distillq import _setup, pipes
+    from distillq import render as R
+
+    _setup.configure()
+    pipes.protect_stdout()
+    pipes.emit(R.render_run(path, out, seed_index=i, episode_index=e,
+                            with_teacher=not no_teacher, max_frames=n, force=force))
+
+
 @app.command("report")
 def report(
     runs: Annotated[list[str] | None, typer.Argument(
