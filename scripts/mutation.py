@@ -35,7 +35,7 @@ MODULES = {   # module -> pytest arguments selecting the tests that exercise it,
     "training": [ALG, "tests/test_dqn.py", "-k", "keep_best or target_period or teacher_keeps "
                  "or student_keeps or probe_one or dataset or test_dqn"],
     "evaluate": [ALG, "tests/test_dqn.py", "-k", "rollout or comparison or teacher_keeps or "
-                 "final_eval"],
+                 "final_eval or chunked or random_policy or retention"],
     "dqn": [ALG, "tests/test_dqn.py", "-k", "probe or td_ or target or teacher_keeps or "
             "learning_rate or gradient_clip or test_dqn"],
     "distill": [ALG, "tests/test_distill.py", "-k", "behaviour or collect or dataset or "

@@ -238,6 +238,18 @@ def test_greedy_rollout_counts_only_the_first_episode():
     same = evaluate.make_rollout(env, net.apply, 5, other_apply=net.apply)(
         p, jax.random.PRNGKey(0), p)
     np.testing.assert_array_equal(np.asarray(same["agree"]), 4.0)
+    low = networks.set_output_bias(p, jnp.array([1.0, 0.0]))          # acts 0; other acts 1
+    out = evaluate.make_rollout(env, net.apply, 5, other_apply=net.apply)(
+        low, jax.random.PRNGKey(0), p)
+    np.testing.assert_array_equal(np.asarray(out["agree"]), 0.0)
+
+
+def test_random_policy_draws_every_action_uniformly():
+    """The baseline of normalised retention: on the action probe (reward 1 for action 1),
+    uniform random play scores 0.5 on average."""
+    env = probes.make("action")
+    out = evaluate.make_rollout(env, None, 2000)(None, jax.random.PRNGKey(0))
+    assert float(np.mean(out["returns"])) == pytest.approx(0.5, abs=0.05)
 
 
 def test_comparison_gives_teacher_and_student_the_same_episodes(cartpole):

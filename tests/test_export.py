@@ -1,0 +1,132 @@
+"""Export: parity of every format with distillq's own forward pass, int8, latency, render."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_distill, tiny_teacher
+
+from distillq import checkpoint, commands, export
+
+pytestmark = pytest.mark.slow
+EXE = [sys.executable, "-m", "distillq"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A CartPole MLP teacher, a linear student, and a MinAtar CNN teacher with a CNN student
+    whose teacher scales its inputs (obs_norm)."""
+    d = tmp_path_factory.mktemp("export")
+    commands.train_teacher(tiny_teacher(), out=str(d / "t"), show_progress=False)
+    commands.distill(tiny_distill(network="linear"), [str(d / "t")], out=str(d / "lin"),
+                     show_progress=False)
+    commands.distill(tiny_distill(network="16", obs_norm="bounds"), [str(d / "t")],
+                     out=str(d / "mlp"), show_progress=False)
+    commands.train_teacher(tiny_teacher(env="Breakout-MinAtar", network="cnn:4,16",
+                                        total_steps=512, learning_starts=64),
+                           out=str(d / "cnn"), show_progress=False)
+    commands.distill(tiny_distill(network="cnn:2,8"), [str(d / "cnn")], out=str(d / "cnns"),
+                     show_progress=False)
+    return d
+
+
+@pytest.mark.parametrize("run", ["lin", "mlp", "cnns", "cnn"])
+@pytest.mark.parametrize("fmt", ["numpy", "c", "onnx"])
+def test_every_format_matches_distillq_on_10000_states(runs, run, fmt, tmp_path):
+    if fmt == "c" and export.c_compiler() is None:
+        pytest.skip("no C compiler (cc, gcc or clang) on this machine")
+    res = export.export_run(str(runs / run), fmt, str(tmp_path / "e"), states=10_000)
+    par = res["parity"]
+    assert par["states"] == 10_000 and par["decided_states"] > 9_000
+    assert par["ok"] and par["action_mismatches"] == 0, par
+    assert par["max_rel_q_error"] <= 1e-4
+    assert (tmp_path / "e" / "export.json").exists() and res["size_bytes"] > 0
+
+
+@pytest.mark.parametrize("fmt", ["numpy", "c"])
+def test_int8_export_matches_its_dequantised_network_and_is_evaluated(runs, fmt, tmp_path):
+    if fmt == "c" and export.c_compiler() is None:
+        pytest.skip("no C compiler (cc, gcc or clang) on this machine")
+    res = export.export_run(str(runs / "mlp"), fmt, str(tmp_path / "q"), int8=True,
+                            states=2_000)
+    assert res["parity"]["ok"], res["parity"]
+    ev = res["int8_evaluation"]
+    assert set(ev) == {"float", "int8"} and "retention" in ev["int8"]
+    float_bytes = export.export_run(str(runs / "mlp"), fmt, str(tmp_path / "f"),
+                                    states=100)["weights_bytes"]
+    assert res["weights_bytes"] < float_bytes / 2          # int8 weights, float biases
+
+
+def test_quantise_is_per_output_channel_and_round_trips():
+    w = np.array([[1.0, -0.01], [-2.0, 0.02], [0.5, 0.0]], np.float32)
+    (q,) = export.quantise([{"op": "dense", "w": w, "b": np.zeros(2, np.float32),
+                             "act": None}])
+    assert q["w"].dtype == np.int8 and q["w_scale"].shape == (2,)
+    np.testing.assert_allclose(q["w_scale"], [2.0 / 127, 0.02 / 127], rtol=1e-6)
+    assert q["w"][1, 0] == -127 and q["w"][1, 1] == 127
+    (d,) = export.dequantised([q])
+    np.testing.assert_allclose(d["w"], w, atol=np.abs(w).max(0) / 254 + 1e-9)
+
+
+def test_the_numpy_policy_runs_without_distillq(runs, tmp_path):
+    """policy.py needs numpy only: run it in a fresh interpreter without distillq or jax
+    on the path, and compare its actions with distillq's."""
+    res = export.export_run(str(runs / "mlp"), "numpy", str(tmp_path / "np"), states=200)
+    obs = export.sample_states(checkpoint.load_run(runs / "mlp"), 200, 0)
+    np.save(tmp_path / "obs.npy", obs)
+    code = ("import sys, json, numpy as np\nsys.path.insert(0, sys.argv[1])\n"
+            "from policy import Policy\npi = Policy(sys.argv[1] + '/policy.npz')\n"
+            "obs = np.load(sys.argv[2])\nprint(json.dumps([pi.act(o) for o in obs]))\n"
+            "assert 'jax' not in sys.modules and 'distillq' not in sys.modules\n")
+    p = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path / "np"),
+                        str(tmp_path / "obs.npy")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = checkpoint.load_run(runs / "mlp")
+    one = jax.tree.map(lambda x: x[0], run.params)
+    want = np.argmax(export.reference_q(run.meta["network"], one, obs), -1)
+    assert json.loads(p.stdout) == want.tolist()
+    assert res["files"][1].endswith("policy.py")
+
+
+def test_export_cli_bench_and_refusals(runs, tmp_path):
+    out = tmp_path / "b"
+    p = subprocess.run(EXE + ["export", str(runs / "lin"), "--format", "onnx", "--out",
+                              str(out), "--bench", "--states", "500"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(p.stdout)
+    assert set(res["latency_us"]) == {"jax", "numpy", "onnxruntime"}
+    assert all(v > 0 for v in res["latency_us"].values())
+    bad = subprocess.run(EXE + ["export", str(runs / "lin"), "--out", str(out)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "already exists" in bad.stderr
+    inside = subprocess.run(EXE + ["export", str(runs / "lin"), "--out",
+                                   str(runs / "lin" / "x")], capture_output=True, text=True)
+    assert inside.returncode == 2 and "inside the run dir" in inside.stderr
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    forced = subprocess.run(EXE + ["export", str(runs / "lin"), "--out", str(other),
+                                   "--force"], capture_output=True, text=True)
+    assert forced.returncode == 2 and "not a distillq export" in forced.stderr
+    assert (other / "notes.txt").read_text() == "keep"
+
+
+def test_render_side_by_side_gif(runs, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "r.gif"
+    p = subprocess.run(EXE + ["render", str(runs / "cnns"), "--out", str(out),
+                              "--max-frames", "10"], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(p.stdout)
+    assert res["student_steps"] > 0 and res["teacher_steps"] > 0
+    im = Image.open(out)
+    assert 2 <= im.n_frames <= 11 and im.width > im.height
+    assert json.loads(out.with_suffix(".json").read_text())["run_dir"] == str(runs / "cnns")
