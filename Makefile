@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint lock bench study mutation clean
+.PHONY: setup run test test-fast lint lock bench study mutation deploy clean
 
 # Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
 # without touching them. pyproject.toml keeps the ranges, for library users.
@@ -56,6 +56,10 @@ clean:
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) scripts/bench.py --out results/bench
+
+# Deployment figures (README "Deployment"): exports, parity, latency, int8, GIFs; results/deploy/
+deploy: setup
+	$(PY) scripts/deploy.py --out results/deploy
 
 # The distillation study (README "Study"): ~1 h on a 2-core CPU; results/study/
 study: setup
