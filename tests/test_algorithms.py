@@ -602,3 +602,47 @@ def test_masked_mean_of_the_chunk_metrics():
     np.testing.assert_allclose(np.asarray(training.masked_mean(parts, jnp.array([1, 1, 0],
                                                                                 bool))),
                                [2.0, 20.0])
+
+
+def test_chunk_metrics_and_the_budget_on_the_one_step_probe():
+    """One-step episodes of return 1: every live iteration ends num_envs episodes. A last,
+    partial chunk runs only the iterations left in the budget (20 = 16 + 4)."""
+    cfg = tiny_teacher(**{**PROBE, "total_steps": 4 * 20, "num_envs": 4, "chunk_steps": 16,
+                          "learning_starts": 16, "buffer_size": 64, "batch_size": 8})
+    assert cfg.total_iterations == 20 and cfg.chunk_iterations == 16
+    tr = dqn.make_trainer(cfg, probes.make("one_step"))
+    chunk = jax.jit(tr.chunk)
+    st, m1 = chunk(tr.init(jax.random.PRNGKey(0)), jnp.int32(0))
+    st, m2 = chunk(st, jnp.int32(16))
+    assert float(m1["episodes"]) == 16 * 4 and float(m2["episodes"]) == 4 * 4
+    assert float(m1["train_return"]) == 1.0 and float(m2["train_return"]) == 1.0
+
+
+@pytest.mark.parametrize("eps,frac_zero", [(0.0, 0.0), (1.0, 0.5)])
+def test_epsilon_controls_the_acting_policy_in_the_loop(eps, frac_zero):
+    """No update during the chunk (warm-up): with epsilon 0 every stored action is the
+    greedy one (1); with epsilon 1 actions are uniform."""
+    cfg = tiny_teacher(**{**PROBE, "eps_start": eps, "eps_end": eps, "num_envs": 64,
+                          "total_steps": 64 * 64, "learning_starts": 64 * 40,
+                          "chunk_steps": 32, "buffer_size": 64 * 40, "batch_size": 8})
+    tr = dqn.make_trainer(cfg, probes.make("one_step"))
+    st = tr.init(jax.random.PRNGKey(0))
+    st = st._replace(params=_const_q(tr, [0.0, 1.0]))
+    st, _ = jax.jit(tr.chunk)(st, jnp.int32(0))
+    acts = np.asarray(tr.layout.unpack(st.buffer[:32]).action)
+    assert float(np.mean(acts == 0)) == pytest.approx(frac_zero, abs=0.05)
+
+
+def test_action_dependent_reward_with_n_step_windows():
+    """n-step windows over one-step episodes: the Q-value belongs to the window's first
+    action, not to any later one (the next episode's)."""
+    q = train_probe(probes.make("action"), gamma=0.9, n_step=3)
+    np.testing.assert_allclose(q([[1.0]]), [[0.0, 1.0]], atol=0.05)
+
+
+@pytest.mark.parametrize("obs_norm", ["none", "bounds"])
+def test_obs_norm_decides_the_input_scaling_of_both_networks(obs_norm, cartpole):
+    t = dqn.make_trainer(tiny_teacher(obs_norm=obs_norm), cartpole)
+    assert ("input_norm" in t.net_spec) == (obs_norm == "bounds")
+    d = distill.make_distiller(tiny_distill(obs_norm=obs_norm), cartpole, t.net_spec)
+    assert ("input_norm" in d.net_spec) == (obs_norm == "bounds")
