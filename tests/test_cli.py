@@ -210,7 +210,8 @@ def test_network_families_through_the_cli(tmp_path):
     lin = run(["distill", "--teacher", str(tmp_path / "cnn"), "--student", "linear",
                "--steps", "512", "--out", str(tmp_path / "lin"), *dtiny])
     ev = json.loads(run(["evaluate", "--episodes", "2"], stdin=lin.stdout).stdout)
-    (res,) = ev["results"]
+    res, teacher = ev["results"]                       # the piped student, then its teacher
+    assert teacher["network"]["type"] == "cnn"
     assert res["params"] == 400 * 3 + 3 and res["network"]["type"] == "linear"
     assert 0 <= res["evaluation"]["overall"]["fidelity"] <= 1
     rep = json.loads(run(["report", str(tmp_path / "mlp"), str(tmp_path / "lin"), "--out",
@@ -234,15 +235,19 @@ def test_network_families_through_the_cli(tmp_path):
 
     shutil.rmtree(tmp_path / "lin" / "params")
     shutil.copytree(tmp_path / "mlp" / "params", tmp_path / "lin" / "params")
+    assert "digest differs" in _bad(["evaluate", str(tmp_path / "lin")])
+    meta = json.loads((tmp_path / "lin" / "meta.json").read_text())
+    del meta["params_digest"]          # as a run from before digests: the spec check remains
+    (tmp_path / "lin" / "meta.json").write_text(json.dumps(meta))
     assert "params do not match the network spec" in _bad(["evaluate", str(tmp_path / "lin")])
 
 
 def test_closed_stdout_is_one_line_not_a_crash(trained):
     """`distillq evaluate RUN >&-`: no AttributeError, one line, exit 2, before any work."""
     d, _, _ = trained
-    p = subprocess.run(EXE + ["evaluate", str(d / "t")], stdin=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True, env=_env(),
-                       preexec_fn=lambda: os.close(1), timeout=120)
+    p = subprocess.run(["bash", "-c", 'exec "$@" >&-', "bash", *EXE, "evaluate", str(d / "t")],
+                       stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
+                       timeout=120)
     assert p.returncode == 2, p.stderr
     lines = [x for x in p.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "stdout is closed" in lines[0], p.stderr

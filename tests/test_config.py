@@ -106,26 +106,26 @@ def test_readme_config_reference_is_current():
 def test_env_defaults_layer_between_the_defaults_and_the_user(tmp_path, monkeypatch):
     envs = tmp_path / "envs"
     envs.mkdir()
-    (envs / "Probe-v0.toml").write_text(
+    (envs / "Catch-bsuite.toml").write_text(
         "[env]\ntarget = -100.0\n[teacher]\nlr = 0.5\nnum_envs = 8\nstop_return = -90.0\n"
         "[distill]\nnetwork = 'linear'\n")
     monkeypatch.setattr(config, "ENV_CONFIG_DIR", envs)
-    t = config.load("teacher", None, {"env": "Probe-v0"})
+    t = config.load("teacher", None, {"env": "Catch-bsuite"})
     assert (t.lr, t.num_envs, t.stop_return) == (0.5, 8, -90.0)       # the env's layer
-    assert config.env_target("Probe-v0") == -100.0
+    assert config.env_target("Catch-bsuite") == -100.0
     user = tmp_path / "mine.toml"
-    user.write_text('env = "Probe-v0"\nlr = 0.1\n')
+    user.write_text('env = "Catch-bsuite"\nlr = 0.1\n')
     t = config.load("teacher", user, {"num_envs": "2"})
     assert (t.lr, t.num_envs, t.stop_return) == (0.1, 2, -90.0)       # user file, then --set
-    assert config.load("distill", None, {}, env="Probe-v0").network == "linear"
+    assert config.load("distill", None, {}, env="Catch-bsuite").network == "linear"
     assert config.load("distill", None, {}).network == "64,32"        # no env: no layer
     assert config.load("teacher", None, {"env": "CartPole-v1"}).lr == config.TeacherConfig().lr
-    (envs / "Bad-v0.toml").write_text("[teacher]\nlr = -1\n")
-    with pytest.raises(ConfigError, match="Bad-v0.toml"):
-        config.load("teacher", None, {"env": "Bad-v0"})
-    (envs / "Typo-v0.toml").write_text("[teachers]\nlr = 1\n")
+    (envs / "DeepSea-bsuite.toml").write_text("[teacher]\nlr = -1\n")
+    with pytest.raises(ConfigError, match="DeepSea-bsuite.toml"):
+        config.load("teacher", None, {"env": "DeepSea-bsuite"})
+    (envs / "FourRooms-misc.toml").write_text("[teachers]\nlr = 1\n")
     with pytest.raises(ConfigError, match="unknown table"):
-        config.load("teacher", None, {"env": "Typo-v0"})
+        config.load("teacher", None, {"env": "FourRooms-misc"})
 
 
 def test_every_env_file_loads_for_both_kinds():
