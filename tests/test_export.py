@@ -59,7 +59,7 @@ def test_int8_export_matches_its_dequantised_network_and_is_evaluated(runs, fmt,
     assert set(ev) == {"float", "int8"} and "retention" in ev["int8"]
     float_bytes = export.export_run(str(runs / "mlp"), fmt, str(tmp_path / "f"),
                                     states=100)["weights_bytes"]
-    assert res["weights_bytes"] < float_bytes / 2          # int8 weights, float biases
+    assert res["weights_bytes"] < 0.6 * float_bytes     # int8 weights; float biases, scales
 
 
 def test_quantise_is_per_output_channel_and_round_trips():
