@@ -474,6 +474,9 @@ def report(
     out: Annotated[str | None, typer.Option(
         "--out", "-o", metavar="DIR", help="output dir (default: runs/report-<date>-<id>)")
     ] = None,
+    gifs: Annotated[str | None, typer.Option(
+        "--gifs", metavar="DIR", help="link the GIFs `distillq render` wrote there for these "
+        "runs")] = None,
 ) -> None:
     """Write learning-curve and comparison plots (PNG) and a markdown table for runs."""
     from distillq import checkpoint
@@ -495,7 +498,7 @@ def report(
         checkpoint.check_writable_parent(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise DistillqError(f"{out_dir} exists and is not a directory")
-    result = R.make_report(paths, out_dir)
+    result = R.make_report(paths, out_dir, Path(gifs) if gifs else None)
     result.pop("table")
     pipes.emit(result)
 

@@ -96,7 +96,28 @@ def _table_rows(run_dir: Path, meta: dict) -> list[dict]:
     return rows
 
 
-def make_report(paths: list[str], out_dir: Path) -> dict:
+def gif_links(gif_dir: Path, runs: list[tuple[Path, dict]], out_dir: Path) -> list[str]:
+    """Markdown images of the GIFs `distillq render` wrote into gif_dir for these runs (each
+    GIF has a .json beside it naming its run)."""
+    import os
+
+    wanted = {p.resolve() for p, _ in runs}
+    lines = []
+    for side in sorted(Path(gif_dir).glob("*.json")):
+        try:
+            info = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        gif = side.with_suffix(".gif")
+        if (isinstance(info, dict) and info.get("kind") == "render" and gif.exists()
+                and Path(str(info.get("run_dir", ""))).resolve() in wanted):
+            rel = os.path.relpath(gif.resolve(), Path(out_dir).resolve())
+            lines.append(f"![{info['env']}: {Path(info['run_dir']).name}, seed {info['seed']}, "
+                         f"episode {info['episode']}]({rel})")
+    return lines
+
+
+def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,6 +188,10 @@ def make_report(paths: list[str], out_dir: Path) -> dict:
                      f"{r['params']} | {ret} | "
                      f"{pct(r['retention'])} | {pct(r['retention_min'])} | "
                      f"{pct(r['fidelity'])} | {r['env_steps_per_seed']} | {r['wall_s']} |")
+    if gif_dir is not None:
+        gifs = gif_links(gif_dir, runs, out_dir)
+        if gifs:
+            lines += ["", "Rollouts (`distillq render`):", "", *gifs]
     md = out_dir / "report.md"
     md.write_text("\n".join(lines) + "\n")
     _print(table)

@@ -130,3 +130,7 @@ def test_render_side_by_side_gif(runs, tmp_path):
     im = Image.open(out)
     assert 2 <= im.n_frames <= 11 and im.width > im.height
     assert json.loads(out.with_suffix(".json").read_text())["run_dir"] == str(runs / "cnns")
+    rep = subprocess.run(EXE + ["report", str(runs / "cnns"), "--out", str(tmp_path / "rep"),
+                                "--gifs", str(tmp_path)], capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    assert "](../r.gif)" in (tmp_path / "rep" / "report.md").read_text()
