@@ -423,3 +423,26 @@ def test_help_shows_each_option_default():
     for needle in ("[default: 4]", "[default: 128,64]", "[default: CartPole-v1]",
                    "configs/envs/"):
         assert needle in text, needle
+
+
+def test_export_bad_input(runs, tmp_path):
+    """Exporting a teacher is allowed; an incomplete, damaged or unknown-type run is one line."""
+    teacher, _, damaged, _ = runs
+    assert "not complete" in one_line_error(["export", str(damaged["running"]), "--out",
+                                             str(tmp_path / "a")])
+    assert "damaged checkpoint" in one_line_error(["export", str(damaged["corrupted"]),
+                                                   "--out", str(tmp_path / "b")])
+    odd = tmp_path / "odd"
+    shutil.copytree(teacher, odd)
+    meta = json.loads((odd / "meta.json").read_text())
+    meta["network"]["type"] = "rnn"
+    (odd / "meta.json").write_text(json.dumps(meta))
+    assert "bad network spec" in one_line_error(["export", str(odd), "--out",
+                                                 str(tmp_path / "c")])
+    assert "--format must be one of" in one_line_error(["export", str(teacher), "--format",
+                                                        "tflite"])
+    assert not any((tmp_path / x).exists() for x in "abc")
+    code, out, err = invoke(["export", str(teacher), "--out", str(tmp_path / "t"),
+                             "--states", "300"])
+    assert code == 0, err
+    assert json.loads(out)["parity"]["ok"]
