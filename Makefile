@@ -34,11 +34,17 @@ run: setup
 	$(VENV)/bin/distillq train-teacher | $(VENV)/bin/distillq distill --loss kl --temp 2 \
 		| $(VENV)/bin/distillq evaluate | tee last-evaluation.json
 
+# Two pytest workers, one test file each (module fixtures are built once): most of the suite's
+# time is single-threaded (imports, XLA compilation, subprocesses), so two workers on a
+# 2-core CI machine nearly halve it. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: setup
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check distillq tests scripts
