@@ -237,8 +237,11 @@ def train_teacher(
 def distill(
     teacher: Annotated[list[str] | None, typer.Option(
         "--teacher", "-t", metavar="RUN",
-        help="teacher run dir; repeat with --ensemble for several (default: read from "
-        "stdin)")] = None,
+        help="teacher run dir (a teacher, or a student: chains and born-again students); "
+        "repeat with --ensemble for several (default: read from stdin)")] = None,
+    teacher_point: Annotated[str | None, typer.Option(
+        metavar="P", help="a student teacher that swept several points: which point teaches "
+        "(its seeds repeat across points)")] = None,
     loss: Annotated[list[str] | None, typer.Option(
         metavar="NAME[=W]",
         help=f"loss term ({_LOSS_HELP}) with an optional weight (W1,W2,... sweeps it); repeat "
@@ -286,7 +289,8 @@ def distill(
     flags."""
     from distillq import checkpoint, config
 
-    _only_resume(resume, teacher=teacher, loss=loss, temp=temp, kl_mode=kl_mode, env=env,
+    _only_resume(resume, teacher=teacher, teacher_point=teacher_point, loss=loss, temp=temp,
+                 kl_mode=kl_mode, env=env,
                  collect=collect, ensemble=ensemble, student=student, seeds=seeds, seed=seed,
                  steps=steps, lr=lr, config=config_path, set=sets, out=out, force=force)
     if resume is not None:
@@ -304,6 +308,11 @@ def distill(
         n_seeds = config.coerce("seeds", seeds, int)
         if n_seeds < 1:
             raise ConfigError(f"seeds: must be >= 1, got {n_seeds}")
+    point = None
+    if teacher_point is not None:
+        point = config.coerce("teacher-point", teacher_point, int)
+        if point < 0:
+            raise ConfigError(f"teacher-point: must be >= 0, got {point}")
     checkpoint.check_writable_parent(out)
     upstream = None if teacher else _upstream("teacher run")
     teacher_dirs = list(teacher) if teacher else [upstream["run_dir"]]
@@ -320,7 +329,7 @@ def distill(
 
     pipes.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
                                  show_progress=not quiet, started=_STARTED,
-                                 shown=_shown(upstream)))
+                                 shown=_shown(upstream), teacher_point=point))
 
 
 @app.command("evaluate")

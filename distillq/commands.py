@@ -159,6 +159,7 @@ class _Plan:
                       "relative_run_dir": _relpath(t.path.resolve(), student_dir or Path(".")),
                       "params_digest": t.meta.get("params_digest")}
                      for t in runs],
+            "point": runs[0].meta.get("teacher_point"),
             "ensemble": self.seed_index is None, "seed_index": self.seed_index,
             "seeds": ([f"ensemble of {len(labels)}"] * n if self.seed_index is None
                       else [labels[i] for i in self.seed_index]),
@@ -170,7 +171,7 @@ def _resume_teachers(meta: dict, run_dir: Path) -> list[checkpoint.Run]:
     paths = checkpoint.find_teachers(meta, run_dir)
     if paths is None:
         raise RunDirError(f"a teacher run of {run_dir} is missing; cannot resume")
-    runs = teachers.load_teachers([str(p) for p in paths])
+    runs = teachers.load_teachers([str(p) for p in paths], meta["teacher"].get("point"))
     checkpoint.check_teachers(run_dir, meta, paths, [t.meta for t in runs])
     return runs
 
@@ -178,8 +179,10 @@ def _resume_teachers(meta: dict, run_dir: Path) -> list[checkpoint.Run]:
 def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None = None,
             *, seeds: int | None = None, out: str | None = None, force: bool = False,
             show_progress: bool = True, started: float | None = None,
-            resume: str | None = None, shown: list[str] = ()) -> dict:
-    """Distil teacher run(s) into students (or continue an interrupted run: resume=RUN_DIR)."""
+            resume: str | None = None, shown: list[str] = (),
+            teacher_point: int | None = None) -> dict:
+    """Distil teacher run(s) into students (or continue an interrupted run: resume=RUN_DIR).
+    A teacher may itself be a student run (teacher_point: which of its sweep points)."""
     import jax
     import numpy as np
 
@@ -193,7 +196,7 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
         plan = _Plan.of(files.meta)
     else:
         runs = teachers.load_teachers([teacher_dirs] if isinstance(teacher_dirs, str)
-                                      else list(teacher_dirs))
+                                      else list(teacher_dirs), teacher_point)
         plan = _Plan.new(cfg, runs, seeds)
     t_meta = runs[0].meta
     n_students = len(plan.student_seeds)
@@ -213,6 +216,7 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
         meta.update(points=plan.points, point_index=plan.point_of)
         files = rundir.create("student", out, force, meta)
         meta["teacher"] = plan.teacher_meta(runs, files.dir)
+        meta["lineage"] = teachers.lineage(runs, _param_count)
     with rundir.guard(files, "student"):
         teacher_params, hyper = parallel.shard((teacher_params, hyper))
         state = parallel.shard(_ready(jax.jit(jax.vmap(distiller.init)), _keys(local_seeds),
@@ -259,7 +263,7 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
             "loss": list(cfg.loss), "temp": list(cfg.temp), "kl_mode": cfg.kl_mode,
             "collect": cfg.collect, "ensemble": cfg.ensemble, "network": distiller.net_spec,
             "params": n_params, "teacher_params": _param_count(t_meta["network"]),
-            "evaluation": evaluation, **stats,
+            "lineage": files.meta.get("lineage", []), "evaluation": evaluation, **stats,
             "shown": sorted({*shown, str(files.dir.resolve())})}
 
 
@@ -312,9 +316,19 @@ def _teachers_of(run: checkpoint.Run, with_teacher: bool = True) -> list[checkpo
     if paths is None:
         warn(f"a teacher run of {run.path} is missing; reporting the student alone")
         return None
-    runs = teachers.load_teachers([str(p) for p in paths])
+    runs = teachers.load_teachers([str(p) for p in paths], run.meta["teacher"].get("point"))
     checkpoint.check_teachers(run.path, run.meta, paths, [t.meta for t in runs])
     return runs
+
+
+def _against_original(ev: dict, original: dict) -> None:
+    """Adds `retention_original`: (S - R) / (T0 - R), with T0 the original teacher's return
+    as recorded when it completed (it is not re-run) and R the random policy's return on
+    these episodes."""
+    t0 = original.get("mean_return")
+    for block in (ev["overall"], *ev["per_seed"], *ev.get("per_point", [])):
+        block["retention_original"] = (None if t0 is None else summaries.normalised_retention(
+            block["mean"], t0, block["random_mean"]))
 
 
 def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
@@ -359,6 +373,11 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
         result["teacher"] = [str(t.path) for t in t_runs]
         result["teacher_params"] = _param_count(t_runs[0].meta["network"])
         result["size_ratio"] = result["params"] / result["teacher_params"]
+        chain = meta.get("lineage", [])
+        if len(chain) > 1:   # a chain: retention against the original teacher's recorded return
+            _against_original(ev, chain[-1])
+            result["original_teacher"] = chain[-1]["run_dir"]
+            result["original_teacher_params"] = chain[-1]["params"]
     else:
         ev = summaries.teacher_evaluation(seeds, out["returns"])
     result["evaluation"] = ev

@@ -108,7 +108,8 @@ def print_eval_table(title: str, rows: list[dict]) -> None:
 
     table = Table(title=title, title_style="bold", show_lines=False)
     cols = ["seed", "mean", "std", "min", "max"]
-    extra = [c for c in ("teacher_mean", "random_mean", "retention", "fidelity")
+    extra = [c for c in ("teacher_mean", "random_mean", "retention", "retention_original",
+                         "fidelity")
              if rows and c in rows[0]]
     for c in cols + extra:
         table.add_column(c, justify="right")

@@ -8,9 +8,11 @@ from distillq import checkpoint
 from distillq.errors import RunDirError
 
 
-def load_teachers(teacher_dirs: list[str]) -> list[checkpoint.Run]:
-    """Complete teacher runs that can teach together (same env, same architecture)."""
-    runs = [checkpoint.load_run(p, kind="teacher") for p in teacher_dirs]
+def load_teachers(teacher_dirs: list[str], point: int | None = None) -> list[checkpoint.Run]:
+    """Complete runs that can teach together (same env, same architecture): teacher runs, or
+    student runs (chains: teacher -> assistant -> student; born-again students). A student
+    run that swept several points teaches from one of them, `point`."""
+    runs = [select_point(checkpoint.load_run(p), point) for p in teacher_dirs]
     first = runs[0].meta
     for r in runs[1:]:
         if r.meta["env"] != first["env"]:
@@ -20,6 +22,49 @@ def load_teachers(teacher_dirs: list[str]) -> list[checkpoint.Run]:
             raise RunDirError("teacher runs of an ensemble must share a network architecture "
                               f"({runs[0].path} vs {r.path})")
     return runs
+
+
+def describe_point(p: dict) -> str:
+    w = " ".join(f"{k}={v:g}" for k, v in p.get("weights", {}).items())
+    return f"temp={p.get('temp', 1.0):g} {w}".strip()
+
+
+def select_point(run: checkpoint.Run, point: int | None) -> checkpoint.Run:
+    """A run as a teacher. A student run of several sweep points holds several students per
+    seed: which one teaches must be said (`point`), else a one-line error names the choices.
+    The view keeps only that point's students (their seeds are then unique)."""
+    points = run.meta.get("points") or [{}]
+    if run.meta["kind"] != "student" or len(points) == 1:
+        if point not in (None, 0):
+            raise RunDirError(f"--teacher-point {point}: {run.path} has no sweep points")
+        return run
+    if point is None or not 0 <= point < len(points):
+        choices = "; ".join(f"{i}: {describe_point(p)}" for i, p in enumerate(points))
+        what = "choose one with --teacher-point" if point is None else f"no point {point}"
+        raise RunDirError(f"{run.path} swept {len(points)} points, so its seeds repeat: "
+                          f"{what} ({choices})")
+    import jax
+    import numpy as np
+
+    idx = [i for i, p in enumerate(run.meta["point_index"]) if p == point]
+    meta = {**run.meta, "seeds": [run.meta["seeds"][i] for i in idx], "points": [points[point]],
+            "point_index": [0] * len(idx), "teacher_point": point,
+            "evaluation": {"overall": run.meta["evaluation"]["per_point"][point]}}
+    return checkpoint.Run(run.path, meta, jax.tree.map(lambda x: np.asarray(x)[idx],
+                                                       run.params))
+
+
+def lineage(runs: list[checkpoint.Run], param_count) -> list[dict]:
+    """The chain from the direct teacher up to the original teacher (of the first run when
+    several teach as an ensemble): run dir, kind, network, params and recorded mean return."""
+    r = runs[0]
+    ev = (r.meta.get("evaluation") or {}).get("overall") or {}
+    me = {"run_dir": str(r.path.resolve()), "kind": r.meta["kind"],
+          "network": r.meta["network"], "params": param_count(r.meta["network"]),
+          "params_digest": r.meta.get("params_digest"), "mean_return": ev.get("mean")}
+    if r.meta.get("teacher_point") is not None:
+        me["point"] = r.meta["teacher_point"]
+    return [me, *r.meta.get("lineage", [])]
 
 
 def per_student_params(teachers: list[checkpoint.Run], seed_index: list[int] | None,

@@ -200,7 +200,8 @@ def test_stdin_rows():
 def test_run_dir_rows(runs, tmp_path):
     teacher, student, damaged, _ = runs
     assert "run dir not found" in one_line_error(["evaluate", str(tmp_path / "gone")])
-    assert "a teacher run is expected" in one_line_error(["distill", "-t", str(student)])
+    assert "teacher-point: must be >= 0" in one_line_error(["distill", "-t", str(student),
+                                                           "--teacher-point", "-1"])
     assert "resume it with `distillq distill" in one_line_error(
         ["train-teacher", "--resume", str(student)])
     assert "env mismatch" in one_line_error(["distill", "-t", str(teacher),

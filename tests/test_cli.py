@@ -122,7 +122,8 @@ def _bad(args, stdin="", cwd=None):
 def test_bad_input_one_line_exit_2(trained, tmp_path, cfgs):
     d, _, _ = trained
     assert "run dir not found" in _bad(["evaluate", str(tmp_path / "missing")])
-    assert "a teacher run is expected" in _bad(["distill", "--teacher", str(d / "s")])
+    assert "has no sweep points" in _bad(["distill", "--teacher", str(d / "s"),
+                                          "--teacher-point", "1"])
     assert "not the JSON output" in _bad(["evaluate"], stdin="garbage\n")
     assert "no run given" in _bad(["evaluate"], stdin="")
     assert "seeds: must be >= 1" in _bad(["train-teacher", "--seeds", "0"])
@@ -185,6 +186,23 @@ def test_report_from_evaluate_pipe_writes_plots_and_table(trained, tmp_path):
     md = (out / "report.md").read_text()
     assert md.count("\n") == 4 and "| teacher |" in md and "| student |" in md
     assert "retention" in md
+
+
+def test_a_chain_through_pipes(trained, cfgs, tmp_path):
+    """teacher -> student (the fixture) -> a student of that student, read from stdin; its
+    evaluation pipes on with retention against both the assistant and the original."""
+    d, tj, sj = trained
+    c = run(["distill", "-c", str(cfgs[1]), "--student", "4", "--out", str(tmp_path / "c"),
+             "-q"], stdin=json.dumps(sj) + "\n")
+    cj = json.loads(c.stdout)
+    assert [x["kind"] for x in cj["lineage"]] == ["student", "teacher"]
+    assert cj["teacher"] == sj["run_dir"] and cj["teacher_params"] == sj["params"]
+    ev = json.loads(run(["evaluate", "--episodes", "3"], stdin=c.stdout).stdout)
+    res = ev["results"][0]
+    assert res["original_teacher"] == str(Path(tj["run_dir"]).resolve())
+    assert res["original_teacher_params"] == tj["params"]
+    assert "retention_original" in res["evaluation"]["overall"]   # None: a tiny teacher
+    assert [r["kind"] for r in ev["results"]] == ["student", "student"]  # and its assistant
 
 
 def test_closed_stdout_is_one_line_not_a_crash(trained):
