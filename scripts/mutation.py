@@ -8,6 +8,7 @@ mutant crashes with: binary operators keep one semantic swap per site (+ <-> -, 
 ** -> *, % -> //, | -> &), comparisons drop `is`/`is not`, unary minus keeps + and deletion.
 
     python scripts/mutation.py --out results/mutation [--modules losses,dqn] [--workers 2]
+        [--resume] [--sample N] [--recheck]
 
 Writes <out>/<module>.jsonl (cosmic-ray's dump) and <out>/survivors.md (every surviving
 mutant's diff, for the closing note's review).
@@ -92,6 +93,12 @@ def main(argv=None) -> int:
     ap.add_argument("--modules", default=",".join(MODULES))
     ap.add_argument("--workers", type=int, default=2, help="parallel cosmic-ray workers")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a module's existing session (its pending mutants) instead "
+                    "of starting over")
+    ap.add_argument("--sample", type=int, default=0, metavar="N",
+                    help="test a uniform random sample of N mutants per module (seeded), "
+                    "the others marked skipped (0 = all)")
     ap.add_argument("--recheck", action="store_true",
                     help="re-run each survivor against every fast test (slow: minutes each)")
     args = ap.parse_args(argv)
@@ -117,10 +124,13 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             cfg, db = work / f"{module}.toml", work / f"{module}.sqlite"
             cfg.write_text(config_text(module, MODULES[module], urls, args.timeout))
-            db.unlink(missing_ok=True)
             cenv = {**env, "PYTHONPATH": str(copies[0])}
-            run([str(bindir / "cosmic-ray"), "init", str(cfg), str(db)], copies[0], cenv)
-            run([str(bindir / "cr-filter-operators"), str(db), str(cfg)], copies[0], cenv)
+            if not (args.resume and db.exists()):
+                db.unlink(missing_ok=True)
+                run([str(bindir / "cosmic-ray"), "init", str(cfg), str(db)], copies[0], cenv)
+                run([str(bindir / "cr-filter-operators"), str(db), str(cfg)], copies[0], cenv)
+            if args.sample:
+                sample(db, args.sample)
             run([str(bindir / "cosmic-ray"), "exec", str(cfg), str(db)], copies[0], cenv)
             dump = subprocess.run([str(bindir / "cosmic-ray"), "dump", str(db)], cwd=copies[0],
                                   capture_output=True, text=True, check=True).stdout
@@ -136,6 +146,22 @@ def main(argv=None) -> int:
             w.send_signal(signal.SIGTERM)
     write_survivors(out, args.modules.split(","))
     return 0
+
+
+def sample(db: Path, n: int, seed: int = 0) -> None:
+    """Keep a seeded uniform sample of n pending mutants; mark the rest skipped."""
+    import random
+
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(db), WorkDB.Mode.open) as wdb:
+        pending = sorted(j.job_id for j in wdb.pending_work_items)
+        keep = set(random.Random(seed).sample(pending, min(n, len(pending))))
+        for job_id in pending:
+            if job_id not in keep:
+                wdb.set_result(job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
+                                                  output="not in the sample"))
 
 
 BROAD = ["-m", "not slow"]   # every in-process test (the subprocess tests add no algorithm check)
