@@ -342,9 +342,23 @@ def evaluate(
         metavar="N", help="greedy episodes per seed \\[default: 100]")] = None,
     no_teacher: Annotated[bool, typer.Option(
         "--no-teacher", help="evaluate students alone (no retention or fidelity)")] = False,
+    env_param: Annotated[list[str] | None, typer.Option(
+        "--env-param", metavar="NAME=V[,V...]", help="robustness: also evaluate with this env "
+        "parameter shifted to each value (repeat for a grid): --env-param length=0.25,0.5,1",
+        show_default=False)] = None,
+    obs_noise: Annotated[str | None, typer.Option(
+        "--obs-noise", metavar="S[,S...]", help="robustness: std of Gaussian noise added to "
+        "every observation the networks see, each level a grid point \\[default: 0]",
+        show_default=False)] = None,
 ) -> None:
-    """Evaluate teacher/student runs: returns, retention, fidelity, size and speed."""
-    from distillq import config
+    """Evaluate teacher/student runs: returns, retention, fidelity, size and speed; with
+    --env-param/--obs-noise, also under each shift (a vmap axis)."""
+    from distillq import config, robustness
+
+    shifts = None
+    if env_param or obs_noise is not None:
+        shifts = robustness.grid(robustness.parse_env_params(env_param or []),
+                                 robustness.parse_noise(obs_noise))
 
     n = 100 if episodes is None else config.coerce("episodes", episodes, int)
     if n < 1:
@@ -361,7 +375,7 @@ def evaluate(
     t0 = time.perf_counter()
     out = commands.evaluate_runs(paths, episodes=n, with_teacher=not no_teacher,
                                  add_teachers=upstream is not None and not no_teacher,
-                                 shown=_shown(upstream))
+                                 shown=_shown(upstream), shifts=shifts)
     out["wall_s"] = round(time.perf_counter() - _STARTED, 3)
     out["eval_wall_s"] = round(time.perf_counter() - t0, 3)
     if len(paths) == 1:  # a single run asked for: its summary also sits at the top level

@@ -11,7 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distillq import _setup, checkpoint, config, limits, rundir, signals, summaries, teachers
+from distillq import (
+    _setup,
+    checkpoint,
+    config,
+    limits,
+    robustness,
+    rundir,
+    signals,
+    summaries,
+    teachers,
+)
 from distillq.errors import RunDirError
 from distillq.runner import console, warn
 
@@ -279,13 +289,21 @@ EVAL_CHUNK = 512     # episodes per jitted call of `evaluate` (per seed)
 
 
 def evaluate_runs(paths: list[str], *, episodes: int = 100, with_teacher: bool = True,
-                  add_teachers: bool = False, shown: list[str] = ()) -> dict:
+                  add_teachers: bool = False, shown: list[str] = (),
+                  shifts: list[dict] | None = None) -> dict:
     """Evaluate teacher and/or student runs with greedy episodes, vmapped over seeds.
 
     add_teachers: a student's teachers are evaluated too (a pipeline "evaluates both").
     shown: runs whose tables the pipeline printed already; a run evaluated with the same
-    episode count (hence the same numbers) is not printed twice."""
+    episode count (hence the same numbers) is not printed twice.
+    shifts: robustness.grid points (env params, observation noise) each run is also
+    evaluated under, as a vmap axis (result["robustness"])."""
     runs = [checkpoint.load_run(p) for p in paths]  # fail fast on any bad path
+    if shifts:
+        from distillq import envs, robustness
+
+        for r in runs:   # names checked against each run's env before any work
+            robustness.stack_params(envs.make(r.meta["env"]), shifts)
     if add_teachers:
         seen = {r.path.resolve() for r in runs}
         for r in list(runs):
@@ -301,7 +319,8 @@ def evaluate_runs(paths: list[str], *, episodes: int = 100, with_teacher: bool =
     for r in runs:
         key = str(r.path.resolve())
         same = key in printed and episodes == r.meta["config"].get("final_episodes")
-        results.append(_evaluate_one(r, episodes, with_teacher, show=not same))
+        results.append(_evaluate_one(r, episodes, with_teacher, show=not same,
+                                     shifts=shifts))
         printed.add(key)
     return {"kind": "evaluation", "episodes": episodes, "results": results,
             "shown": sorted(printed)}
@@ -332,7 +351,7 @@ def _against_original(ev: dict, original: dict) -> None:
 
 
 def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
-                  show: bool = True) -> dict:
+                  show: bool = True, shifts: list[dict] | None = None) -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -346,6 +365,7 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
     keys = _eval_keys(seeds)
     t_runs = _teachers_of(run, with_teacher)
     chunk = min(episodes, EVAL_CHUNK)
+    t_apply = t_params = None
     if t_runs is not None:
         t_apply = networks.ensemble_apply(networks.build(t_runs[0].meta["network"]).apply)
         t_params = teachers.per_student_params(t_runs, meta["teacher"]["seed_index"],
@@ -394,4 +414,41 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
     else:
         console.print(f"[dim]{meta['kind']} {run.path}: the same numbers as its table above"
                       "[/dim]")
+    if shifts:
+        result["robustness"] = _evaluate_shifts(run, env, net, params, t_apply, t_params, keys,
+                                                episodes, shifts)
+        robustness.print_table(f"{meta['kind']} {run.path}", result["robustness"]["shifts"])
     return result
+
+
+def _evaluate_shifts(run: checkpoint.Run, env, net, params, t_apply, t_params, keys,
+                     episodes: int, shifts: list[dict]) -> dict:
+    """The run (and its teacher, and a random policy) under every shift of the grid, on the
+    same episode keys as the unshifted evaluation; in chunks of episodes (interruptible)."""
+    import jax
+    import jax.numpy as jnp
+
+    from distillq import evaluate, robustness
+
+    g, n_seeds = len(shifts), len(run.meta["seeds"])
+    chunk = max(1, min(episodes, EVAL_CHUNK // g))
+    fn = robustness.make_grid_eval(env, net.apply, chunk, t_apply)
+    env_params = robustness.stack_params(env, shifts)
+    noise = jnp.asarray([s["obs_noise"] for s in shifts], jnp.float32)
+    args = (params, t_params, keys)
+    compiled = signals.blocking(lambda: fn.lower(*args, jnp.int32(0), env_params,
+                                                 noise).compile())
+
+    def run_chunk(first):   # [G, S, chunk] -> [G * S, chunk]
+        out = signals.blocking(lambda: jax.device_get(
+            compiled(*args, jnp.int32(first), env_params, noise)))
+        return {k: v.reshape(g * n_seeds, -1) for k, v in out.items()}
+
+    out = evaluate.in_chunks(run_chunk, episodes, chunk)
+    rows = []
+    for i, s in enumerate(shifts):
+        part = {k: v[i * n_seeds:(i + 1) * n_seeds] for k, v in out.items()}
+        ev = (summaries.student_evaluation(run.meta, part) if t_apply is not None
+              else summaries.teacher_evaluation(run.meta["seeds"], part["returns"]))
+        rows.append({**s, "evaluation": ev})
+    return {"episodes": episodes, "shifts": rows}

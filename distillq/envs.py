@@ -143,14 +143,16 @@ def input_scaling(env: Env) -> dict:
     return {"shift": shift, "scale": scale}
 
 
-def reset(env: Env, keys: jax.Array):
-    """Vectorised reset over the leading axis of `keys`: (obs [n, *obs_shape], state)."""
-    obs, state = jax.vmap(env.env.reset, in_axes=(0, None))(keys, env.params)
+def reset(env: Env, keys: jax.Array, params: Any = None):
+    """Vectorised reset over the leading axis of `keys`: (obs [n, *obs_shape], state).
+    `params`: env params to use instead of the env's defaults (shifted dynamics)."""
+    obs, state = jax.vmap(env.env.reset, in_axes=(0, None))(
+        keys, env.params if params is None else params)
     return obs.astype(jnp.float32), state
 
 
-def step(env: Env, keys: jax.Array, state: Any, action: jax.Array) -> Step:
+def step(env: Env, keys: jax.Array, state: Any, action: jax.Array, params: Any = None) -> Step:
     obs, state, reward, term, trunc, info = jax.vmap(env.env.step, in_axes=(0, 0, 0, None))(
-        keys, state, action, env.params)
+        keys, state, action, env.params if params is None else params)
     return Step(obs.astype(jnp.float32), state, reward.astype(jnp.float32), term,
                 jnp.logical_or(term, trunc), info["final_observation"].astype(jnp.float32))

@@ -26,19 +26,29 @@ def _per_episode(key: jax.Array, episodes: jax.Array) -> jax.Array:
 
 
 def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
-                 other_apply: Callable | None = None) -> Callable:
+                 other_apply: Callable | None = None, shifted: bool = False) -> Callable:
     """apply_fn None: a uniform-random policy (the baseline of normalised retention).
     `first` numbers the episodes (first .. first + num_episodes - 1): episode e's initial
-    state and dynamics depend only on (key, e)."""
-    def rollout(params: Any, key: jax.Array, other_params: Any = None, first: Any = 0) -> dict:
+    state and dynamics depend only on (key, e).
+
+    shifted: the rollout also takes `env_params` (replacing the env's own: shifted dynamics)
+    and `obs_noise`, the std of Gaussian noise added to every observation the networks see
+    (the env's state is untouched); the noise depends only on (key, episode, step)."""
+    def rollout(params: Any, key: jax.Array, other_params: Any = None, first: Any = 0,
+                env_params: Any = None, obs_noise: Any = 0.0) -> dict:
         k_reset, k_steps = jax.random.split(key)
         k_act = jax.random.fold_in(k_steps, 0x7A4D)
+        k_noise = jax.random.fold_in(k_steps, 0x0B5E)
         episodes = jnp.asarray(first, jnp.int32) + jnp.arange(num_episodes, dtype=jnp.int32)
-        obs, state = envs.reset(env, _per_episode(k_reset, episodes))
+        obs, state = envs.reset(env, _per_episode(k_reset, episodes), env_params)
         zeros = jnp.zeros((num_episodes,), jnp.float32)
 
         def body(carry, i):
             obs, state, alive, ret, length, agree = carry
+            if shifted:
+                keys = _per_episode(jax.random.fold_in(k_noise, i), episodes)
+                obs = obs + obs_noise * jax.vmap(
+                    lambda k: jax.random.normal(k, env.obs_shape))(keys)
             if apply_fn is None:
                 keys = _per_episode(jax.random.fold_in(k_act, i), episodes)
                 action = jax.vmap(lambda k: jax.random.randint(k, (), 0, env.num_actions))(keys)
@@ -48,7 +58,7 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                 same = jnp.argmax(other_apply(other_params, obs), axis=-1) == action
                 agree = agree + alive * same
             st = envs.step(env, _per_episode(jax.random.fold_in(k_steps, i), episodes), state,
-                           action)
+                           action, env_params)
             ret = ret + alive * st.reward
             length = length + alive
             alive = alive * (1.0 - st.done.astype(jnp.float32))

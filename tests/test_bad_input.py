@@ -111,6 +111,13 @@ def runs(teacher_run, tmp_path_factory):
     (["distill", "--set", "dataset_steps=999999", "--collect", "dataset"], "dataset_steps"),
     (["evaluate", "--episodes", "0"], "episodes: must be >= 1"),
     (["evaluate", "--episodes", "many"], "episodes: expected int"),
+    (["evaluate", "--env-param", "length"], "expected NAME=V[,V...]"),
+    (["evaluate", "--env-param", "length=0.5,big"], "expected comma-separated numbers"),
+    (["evaluate", "--env-param", "length=inf"], "values must be finite"),
+    (["evaluate", "--env-param", "a=1", "--env-param", "a=2"], "a given twice"),
+    (["evaluate", "--obs-noise", "-0.1"], "a noise std must be >= 0"),
+    (["evaluate", "--env-param", "a=" + ",".join(["1"] * 33), "--env-param",
+      "b=" + ",".join(["1"] * 32)], "the shift grid has 1,056 points"),
 ])
 def test_bad_arguments(args, needle):
     assert needle in one_line_error(args)
