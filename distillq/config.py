@@ -200,6 +200,24 @@ class DistillConfig(_Schedule):
     final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
     checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
                                 "(0 = only on SIGINT/SIGTERM)", min=0.0)
+    td_gamma: float = _f(0.99, "td term: discount factor", gt=0.0, max=1.0)
+    td_n_step: int = _f(3, "td term: n-step returns", min=1)
+    td_double: bool = _f(True, "td term: double DQN (the online student picks the bootstrap "
+                         "action)")
+    td_target_update: int = _f(500, "td term: gradient updates between copies of the student "
+                               "into its target network", min=1)
+    td_huber_delta: float = _f(1.0, "td term: Huber threshold", gt=0.0)
+    lambda_schedule: str = _f("fixed", "weight of the non-td terms over training: fixed (1), "
+                              "qdagger (max(1 - normalised in-training return of the student "
+                              "relative to its teacher's, 0), updated after every chunk), or "
+                              "linear (1 -> 0 over lambda_fraction of training)",
+                              choices=("fixed", "qdagger", "linear"))
+    lambda_fraction: float = _f(0.5, "linear lambda_schedule: fraction of training over which "
+                                "the distillation weight decays to 0", gt=0.0, max=1.0)
+
+    @property
+    def has_td(self) -> bool:
+        return any(registry.LOSSES[n].kind == "td" for n in self.term_names)
 
     @property
     def terms(self) -> tuple[tuple[str, tuple[float, ...]], ...]:
@@ -258,6 +276,16 @@ class DistillConfig(_Schedule):
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) is larger than buffer_size "
                               f"({self.buffer_size})")
+        if self.lambda_schedule != "fixed" and not self.has_td:
+            raise ConfigError(f"lambda_schedule = {self.lambda_schedule!r} weighs the "
+                              "distillation terms against a td term: add --loss td")
+        if self.has_td and self.warmup_iterations < self.td_n_step:
+            raise ConfigError(f"td_n_step ({self.td_n_step}) needs at least that many "
+                              "collected steps per env before the first update: raise "
+                              "learning_starts (or dataset_steps)")
+        if self.lambda_schedule == "qdagger" and self.eval_episodes < 1:
+            raise ConfigError("lambda_schedule = 'qdagger' follows the in-training evaluation: "
+                              "eval_episodes must be >= 1")
         if self.collect == "dataset":
             if self.dataset_steps > self.buffer_size:
                 raise ConfigError(f"dataset_steps ({self.dataset_steps}) must fit in buffer_size "

@@ -15,6 +15,13 @@ Data collection (cfg.collect): the teacher acts (teacher-driven, Rusu et al.), t
 acts and the teacher labels what it visits (student-driven, DAgger-like), a mixture whose
 teacher probability decays linearly (mixed), or a fixed dataset collected by the teacher
 first and then fitted (dataset). The acting policy is epsilon-greedy with collect_eps.
+
+TD + distillation (QDagger, Agarwal et al. 2022; kickstarting, Schmitt et al. 2018): the `td`
+term is the student's own n-step double-DQN TD error on the collected transitions, with its
+own target network (`target`); the other terms' weights are multiplied by lambda, fixed at
+1, decayed linearly, or QDagger's max(1 - G_student / G_teacher, 0) from the in-training
+evaluation, with returns normalised by a random policy's, (G - R) / (G_teacher - R), so that
+negative returns behave (`qdagger`: [lambda, G_teacher, R] carried in the state).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from distillq import envs, evaluate, losses, networks, registry, replay, training
+from distillq import dqn, envs, evaluate, losses, networks, registry, replay, training
 from distillq.config import DistillConfig
 from distillq.dqn import optimizer
 from distillq.errors import ConfigError
@@ -40,6 +47,8 @@ class DistillState(NamedTuple):
     key: jax.Array
     best_params: Any     # student params with the best in-training evaluation
     best_return: jax.Array
+    target: Any = None   # the td term's target network (None without a td term)
+    qdagger: Any = None  # [lambda, teacher's return, random's return] (lambda_schedule qdagger)
 
 
 class Distiller(NamedTuple):
@@ -72,17 +81,38 @@ def teacher_prob(cfg: DistillConfig, t: jax.Array) -> jax.Array:
     return jnp.clip(1.0 - t / (cfg.mix_fraction * cfg.total_iterations), 0.0, 1.0)
 
 
-def make_objective(cfg: DistillConfig, student: Any, teacher: Any):
-    """objective(train_params, teacher_params[K], batch, hyper) -> (loss, per-term losses).
+def lambda_linear(cfg: DistillConfig, t: jax.Array) -> jax.Array:
+    """lambda_schedule linear: 1 -> 0 over lambda_fraction of the iterations."""
+    return jnp.clip(1.0 - t / (cfg.lambda_fraction * cfg.total_iterations), 0.0, 1.0)
 
-    Every term comes from registry.LOSSES; `batch` is a replay.Transition of sampled states.
+
+def lambda_qdagger(student_return: jax.Array, teacher_return: jax.Array,
+                   random_return: jax.Array) -> jax.Array:
+    """QDagger's max(1 - G_s / G_t, 0) on returns normalised by a random policy's:
+    1 - (G_s - R) / (G_t - R), clipped to [0, 1]; 1 while the teacher is no better than R."""
+    gap = teacher_return - random_return
+    lam = 1.0 - (student_return - random_return) / jnp.where(gap > 1e-6, gap, 1.0)
+    return jnp.where(gap > 1e-6, jnp.clip(lam, 0.0, 1.0), 1.0)
+
+
+def make_objective(cfg: DistillConfig, student: Any, teacher: Any):
+    """objective(train_params, teacher_params[K], batch, hyper, target, lam, window)
+    -> (loss, per-term losses).
+
+    Every term comes from registry.LOSSES; `batch` is a replay.Transition of sampled states
+    [B, ...]. A td term also needs `window` ([B, td_n_step, ...] transitions starting at those
+    states) and the student's `target` params. `lam` multiplies every non-td term's weight.
     """
     names = cfg.term_names
     terms = [registry.load(registry.LOSSES[n].impl) for n in names]
     need_hidden = any(registry.LOSSES[n].kind == "hidden" for n in names)
+    is_td = jnp.asarray([registry.LOSSES[n].kind == "td" for n in names])
     ls, lt = cfg.layer_pair
 
-    def objective(train_params, teacher_params, batch, hyper):
+    def objective(train_params, teacher_params, batch, hyper, target=None, lam=1.0,
+                  window=None):
+        td_y = (dqn.td_target(student.apply, train_params["student"], target, window,
+                              cfg.td_gamma, cfg.td_double) if cfg.has_td else None)
         obs = batch.obs
         s_q, s_hs = student.apply(train_params["student"], obs, return_hidden=True)
         t_q, t_hs = jax.vmap(lambda p: teacher.apply(p, obs, return_hidden=True))(teacher_params)
@@ -90,10 +120,11 @@ def make_objective(cfg: DistillConfig, student: Any, teacher: Any):
             batch=batch, student_q=s_q, teacher_q=jax.lax.stop_gradient(t_q),   # [K, B, A]
             student_h=s_hs[ls] if need_hidden else None,
             teacher_h=jax.lax.stop_gradient(t_hs[lt]) if need_hidden else None,
-            temp=hyper["temp"], cfg=cfg)
+            temp=hyper["temp"], cfg=cfg, td_target=td_y)
         parts = jnp.stack([term(x, train_params["terms"].get(name))
                            for name, term in zip(names, terms, strict=True)])
-        return jnp.sum(hyper["weights"] * parts), parts
+        weights = hyper["weights"] * jnp.where(is_td, 1.0, lam)
+        return jnp.sum(weights * parts), parts
 
     return objective
 
@@ -122,6 +153,12 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
     final_eval = evaluate.make_comparison(env, apply, t_apply, cfg.final_episodes)
     teacher_rollout = evaluate.make_rollout(env, t_apply, cfg.final_episodes)
     random_rollout = evaluate.make_rollout(env, None, cfg.final_episodes)
+    qdagger = cfg.lambda_schedule == "qdagger"
+    n_window = cfg.td_n_step if cfg.has_td else 1
+    from_scratch = all(registry.LOSSES[n].kind == "td" for n in cfg.term_names)
+    if qdagger:    # the teacher's and a random policy's in-training evaluation return
+        ref_teacher = evaluate.make_rollout(env, t_apply, cfg.eval_episodes)
+        ref_random = evaluate.make_rollout(env, None, cfg.eval_episodes)
 
     def init(key: jax.Array, teacher_params: Any) -> DistillState:
         """Student params, with the output bias set to the teacher's mean Q on the first
@@ -130,20 +167,28 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         k_net, k_env, k_run, k_terms = jax.random.split(key, 4)
         params = networks.init(net, k_net, env.obs_shape)
         obs, env_state = envs.reset(env, jax.random.split(k_env, E))
-        params = networks.set_output_bias(params, t_apply(teacher_params, obs).mean(axis=0))
+        if not from_scratch:   # a td-only student learns nothing from the teacher
+            params = networks.set_output_bias(params, t_apply(teacher_params, obs).mean(axis=0))
         k = jax.tree.leaves(teacher_params)[0].shape[0]
         keys = jax.random.split(k_terms, len(with_params)) if len(with_params) > 1 else [k_terms]
         terms = {n: registry.load(registry.LOSSES[n].params)(kk, *dims, k)
                  for n, kk in zip(with_params, keys, strict=False)}
         train = {"student": params, "terms": terms}
+        qd = None
+        if qdagger:
+            k_ref = jax.random.fold_in(k_run, 0x0DA6)
+            qd = jnp.stack([jnp.float32(1.0), ref_teacher(teacher_params, k_ref)["returns"].mean(),
+                            ref_random(None, k_ref)["returns"].mean()])
         return DistillState(train, tx.init(train), layout.init(R, E), env_state,
-                            obs, k_run, params, jnp.asarray(-jnp.inf, jnp.float32))
+                            obs, k_run, params, jnp.asarray(-jnp.inf, jnp.float32),
+                            params if cfg.has_td else None, qd)
 
-    def update(train, opt_state, teacher_params, hyper, buffer, t_written, key):
-        batch = replay.sample(buffer, layout, key, t_written, B, 1)
-        batch = jax.tree.map(lambda x: x[:, 0], batch)
+    def update(train, opt_state, teacher_params, hyper, buffer, t_written, key, target=None,
+               lam=1.0):
+        window = replay.sample(buffer, layout, key, t_written, B, n_window)
+        batch = jax.tree.map(lambda x: x[:, 0], window)
         (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(
-            train, teacher_params, batch, hyper)
+            train, teacher_params, batch, hyper, target, lam, window)
         upd, opt_state = tx.update(grads, opt_state, train)
         return optax.apply_updates(train, upd), opt_state, loss, parts
 
@@ -166,7 +211,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
     def iteration(carry, t):
         """One iteration; those past the budget (the end of a last, partial chunk) idle."""
         idle = (jnp.float32(0.0), jnp.zeros((len(cfg.term_names),), jnp.float32),
-                jnp.float32(jnp.nan))
+                jnp.float32(jnp.nan), jnp.float32(0.0))
         return jax.lax.cond(t < cfg.total_iterations, live, lambda c, _t: (c, idle), carry, t)
 
     def live(carry, t):
@@ -189,27 +234,39 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             state, agree = collect(state)
             written = t + 1
 
-        def one(c, _j, k):
-            p, o, loss, parts = update(*c, teacher_params, hyper, state.buffer, written, k)
-            return (p, o), (loss, parts)
+        lam = (state.qdagger[0] if qdagger else lambda_linear(cfg, t)
+               if cfg.lambda_schedule == "linear" else jnp.float32(1.0))
 
-        (train, opt_state), (loss, parts) = training.learn_or_skip(
+        def one(c, j, k):
+            p, o, target = c
+            p, o, loss, parts = update(p, o, teacher_params, hyper, state.buffer, written, k,
+                                       target, lam)
+            if cfg.has_td:   # u: gradient updates so far, as the teacher's DQN counts them
+                u = (t - cfg.warmup_iterations) * cfg.updates_per_step + j
+                target = dqn.update_target(p["student"], target, u, cfg.td_target_update, 1.0)
+            return (p, o, target), (loss, parts)
+
+        (train, opt_state, target), (loss, parts) = training.learn_or_skip(
             t >= cfg.warmup_iterations,
             lambda c: training.updates(one, c, cfg.updates_per_step, k_upd),
-            (state.params, state.opt_state),
+            (state.params, state.opt_state, state.target),
             (jnp.float32(0.0), jnp.zeros((len(cfg.term_names),), jnp.float32)))
-        state = state._replace(params=train, opt_state=opt_state, key=key)
-        return (state, teacher_params, hyper), (loss, parts, agree)
+        state = state._replace(params=train, opt_state=opt_state, target=target, key=key)
+        return (state, teacher_params, hyper), (loss, parts, agree, lam)
 
     def chunk(state: DistillState, teacher_params: Any, hyper: dict, t0: jax.Array):
         ts = t0 + jnp.arange(cfg.chunk_iterations, dtype=jnp.int32)
-        (state, _, _), (loss, parts, agree) = jax.lax.scan(
+        (state, _, _), (loss, parts, agree, lam) = jax.lax.scan(
             iteration, (state, teacher_params, hyper), ts)
         key, k_eval = jax.random.split(state.key)
         eval_ret, best, best_ret = training.chunk_tail(
             state.params["student"], state.best_params, state.best_return, rollout, k_eval)
         learning = (ts >= cfg.warmup_iterations) & (ts < cfg.total_iterations)
+        if qdagger:    # the next chunk's distillation weight, from this evaluation
+            qd = state.qdagger
+            state = state._replace(qdagger=qd.at[0].set(lambda_qdagger(eval_ret, qd[1], qd[2])))
         metrics = {
+            "lambda": training.masked_mean(lam, learning),
             "loss": training.masked_mean(loss, learning),
             "agreement": jnp.nanmean(agree),
             "eval_return": eval_ret,

@@ -157,6 +157,7 @@ class TermInputs(NamedTuple):
     teacher_h: jax.Array | None  # [K, B, G] the teachers' (outside the gradient)
     temp: jax.Array             # scalar temperature of this student (a sweep axis)
     cfg: Any                    # the DistillConfig (static options: kl_mode, rkd_angle_batch)
+    td_target: jax.Array | None = None  # [B] the student's n-step TD targets (td term only)
 
 
 def term_mse(x: TermInputs, _params: Any = None) -> jax.Array:
@@ -174,6 +175,13 @@ def term_kl(x: TermInputs, _params: Any = None) -> jax.Array:
 def term_ce(x: TermInputs, _params: Any = None) -> jax.Array:
     """Cross-entropy to the teachers' mean greedy policy (one teacher: its greedy action)."""
     return soft_ce(x.student_q, greedy_probs(x.teacher_q).mean(0))
+
+
+def term_td(x: TermInputs, _params: Any = None) -> jax.Array:
+    """The student's own TD error: Huber of Q(s, a) against its n-step double-DQN target
+    (computed outside the gradient with its target network, distill.make_objective)."""
+    q = jnp.take_along_axis(x.student_q, x.batch.action[:, None], axis=-1)[:, 0]
+    return td_loss(q, x.td_target, x.cfg.td_huber_delta)
 
 
 def init_projection(key: jax.Array, student_dim: int, teacher_dim: int, k: int) -> dict:

@@ -113,7 +113,8 @@ def network_text(spec: dict) -> str:
 
 # output: matches the teacher's outputs (Q-values or policy); trains the Q-head.
 # hidden: matches hidden features (flattened per sample); needs an output or td term too.
-# td:     the student's own temporal-difference error (reserved; none registered yet).
+# td:     the student's own temporal-difference error (n-step double DQN with its own target
+#         network): QDagger / kickstarting when summed with an output term.
 LOSS_KINDS = ("output", "hidden", "td")
 TRAINS_Q = ("output", "td")
 
@@ -134,6 +135,9 @@ LOSSES: dict[str, LossType] = {t.name: t for t in (
              "the mean policy)", "distillq.losses:term_kl"),
     LossType("ce", "output", "cross-entropy to the teacher's greedy action (ensemble: to the "
              "mean one-hot policy)", "distillq.losses:term_ce"),
+    LossType("td", "td", "the student's own n-step (double) DQN TD error on the collected "
+             "transitions, with its own target network (td_* options); other terms' weights "
+             "follow --set lambda_schedule", "distillq.losses:term_td"),
     LossType("feature", "hidden", "FitNets: squared error of a learned linear projection of "
              "a student hidden layer to a teacher hidden layer", "distillq.losses:term_feature",
              params="distillq.losses:init_projection"),

@@ -1,0 +1,171 @@
+"""TD + distillation (QDagger, kickstarting): the td term's targets by hand, its target
+network, the lambda schedules by hand and through the real loop, td-only students."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import tiny_distill
+
+from distillq import checkpoint, distill, evaluate, networks, replay, teachers
+from distillq.errors import ConfigError
+
+GAMMA = 0.9
+
+
+def _linear(kernel, bias):
+    return {"params": {"q": {"kernel": jnp.asarray(kernel, jnp.float32),
+                             "bias": jnp.asarray(bias, jnp.float32)}}}
+
+
+@pytest.mark.parametrize("double", [True, False])
+def test_td_term_targets_by_hand(double):
+    """Windows of 2 steps: an open one bootstraps gamma^2 Q_target(s2, a*), a terminated one
+    does not; a* is the online student's argmax (double) or the target's."""
+    cfg = tiny_distill(loss=("td",), td_n_step=2, td_gamma=GAMMA, td_double=double,
+                       network="linear", td_huber_delta=100.0)
+    spec = networks.spec("linear", "relu", (1,), 2)
+    net = networks.build(spec)
+    obj = distill.make_objective(cfg, net, net)
+    online = _linear([[1.0, 2.0]], [0.0, 0.5])       # Q(s) = (s, 2s + 0.5)
+    target = _linear([[3.0, -1.0]], [0.0, 0.0])      # Q_t(s) = (3s, -s)
+    f = jnp.float32
+    obs = jnp.asarray([[[1.0], [2.0]], [[0.5], [9.0]]], f)          # [B=2, n=2, 1]
+    nxt = jnp.asarray([[[2.0], [4.0]], [[7.0], [9.0]]], f)
+    window = replay.Transition(
+        obs=obs, action=jnp.asarray([[1, 0], [0, 1]], jnp.int32),
+        reward=jnp.asarray([[1.0, 2.0], [5.0, 7.0]], f),
+        terminated=jnp.asarray([[False, False], [True, False]]),
+        done=jnp.asarray([[False, False], [True, False]]), next_obs=nxt)
+    batch = jax.tree.map(lambda x: x[:, 0], window)
+    hyper = {"temp": f(1.0), "weights": jnp.ones((1,), f)}
+    train = {"student": online, "terms": {}}
+    t_params = jax.tree.map(lambda x: x[None], online)   # unused by a td-only objective
+    loss, parts = obj(train, t_params, batch, hyper, target, 1.0, window)
+    # sample 0: G = 1 + 0.9 * 2, bootstrap from s' = 4: online Q = (4, 8.5) -> a* = 1,
+    # target's own argmax: Q_t = (12, -4) -> a* = 0
+    boot = -4.0 if double else 12.0
+    y0 = 1.0 + GAMMA * 2.0 + GAMMA ** 2 * boot
+    q0 = 2 * 1.0 + 0.5                               # action 1 at s = 1
+    # sample 1: terminated after its first step: y = 5, no bootstrap; Q(0.5, a=0) = 0.5
+    y1, q1 = 5.0, 0.5
+    want = np.mean([optax.losses.huber_loss(jnp.float32(q), jnp.float32(y), delta=100.0)
+                    for q, y in ((q0, y0), (q1, y1))])
+    np.testing.assert_allclose(float(parts[0]), want, rtol=1e-6)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-6)
+
+
+def test_lambda_weighs_only_the_distillation_terms():
+    cfg = tiny_distill(loss=("td", "mse=2"), network="linear", td_n_step=1)
+    spec = networks.spec("linear", "relu", (1,), 2)
+    net = networks.build(spec)
+    obj = distill.make_objective(cfg, net, net)
+    p = _linear([[1.0, 2.0]], [0.0, 0.5])
+    t = jax.tree.map(lambda x: x[None], _linear([[0.0, 1.0]], [1.0, 0.0]))
+    z = jnp.zeros((3,))
+    obs = jnp.asarray([[1.0], [2.0], [-1.0]])
+    window = jax.tree.map(lambda x: x[:, None], replay.Transition(
+        obs, z.astype(jnp.int32), z + 1, z > 0, z > 0, obs))
+    batch = jax.tree.map(lambda x: x[:, 0], window)
+    hyper = {"temp": jnp.float32(1.0), "weights": jnp.asarray([1.0, 2.0])}
+    for lam in (1.0, 0.25, 0.0):
+        loss, parts = obj({"student": p, "terms": {}}, t, batch, hyper, p, lam, window)
+        np.testing.assert_allclose(float(loss), float(parts[0] + lam * 2.0 * parts[1]),
+                                   rtol=1e-6)
+        assert float(parts[1]) > 0 and float(parts[0]) > 0
+
+
+def test_lambda_schedules_by_hand():
+    q = distill.lambda_qdagger
+    assert float(q(50.0, 100.0, 0.0)) == pytest.approx(0.5)          # 1 - G_s / G_t
+    assert float(q(150.0, 100.0, 0.0)) == 0.0                        # student ahead: 0
+    assert float(q(-200.0, -100.0, -500.0)) == pytest.approx(0.25)   # negative returns
+    assert float(q(-600.0, -100.0, -500.0)) == 1.0                   # below random: 1
+    assert float(q(10.0, 20.0, 20.0)) == 1.0                         # teacher = random
+    cfg = tiny_distill(loss=("td", "kl"), lambda_schedule="linear", lambda_fraction=0.5)
+    n = cfg.total_iterations
+    assert [float(distill.lambda_linear(cfg, jnp.float32(t))) for t in (0, n / 4, n / 2, n)] \
+        == pytest.approx([1.0, 0.5, 0.0, 0.0])
+
+
+def test_config_rules():
+    with pytest.raises(ConfigError, match="add --loss td"):
+        tiny_distill(loss=("kl",), lambda_schedule="qdagger")
+    with pytest.raises(ConfigError, match="eval_episodes must be >= 1"):
+        tiny_distill(loss=("td", "kl"), lambda_schedule="qdagger", eval_episodes=0)
+    with pytest.raises(ConfigError, match="td_n_step"):
+        tiny_distill(loss=("td",), td_n_step=50)
+    assert tiny_distill(loss=("td",)).has_td           # a student from scratch is allowed
+
+
+@pytest.fixture(scope="module")
+def teacher(teacher_run):
+    return checkpoint.load_run(teacher_run[0])
+
+
+def _loop(cfg, env, teacher, chunks):
+    d = distill.make_distiller(cfg, env, teacher.meta["network"])
+    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([teacher], [0], 1))
+    hyper = jax.tree.map(lambda x: x[0], distill.hyper_arrays(cfg.sweep_points,
+                                                               cfg.term_names))
+    st0 = d.init(jax.random.PRNGKey(3), tp)
+    chunk = jax.jit(d.chunk)
+    st, ms = st0, []
+    for c in range(chunks):
+        st, m = chunk(st, tp, hyper, jnp.int32(c * cfg.chunk_iterations))
+        ms.append(jax.device_get(m))
+    return d, tp, st0, st, ms
+
+
+def test_qdagger_lambda_follows_the_in_training_evaluation(teacher, cartpole):
+    cfg = tiny_distill(loss=("td", "kl"), lambda_schedule="qdagger", chunk_steps=64,
+                       total_steps=1024, eval_episodes=4)
+    d, tp, st0, st, ms = _loop(cfg, cartpole, teacher, 4)
+    # the reference returns: the teacher's and a random policy's eval episodes at init
+    k_ref = jax.random.fold_in(jax.random.split(jax.random.PRNGKey(3), 4)[2], 0x0DA6)
+    t_ret = evaluate.make_rollout(cartpole, networks.ensemble_apply(
+        networks.build(teacher.meta["network"]).apply), 4)(tp, k_ref)["returns"].mean()
+    assert float(st0.qdagger[1]) == pytest.approx(float(t_ret))
+    assert float(ms[0]["lambda"]) == 1.0
+    for prev, nxt in zip(ms, ms[1:], strict=False):   # each chunk's lambda: the last evaluation
+        want = distill.lambda_qdagger(prev["eval_return"], st0.qdagger[1], st0.qdagger[2])
+        assert float(nxt["lambda"]) == pytest.approx(float(want), abs=1e-6)
+    assert np.isfinite(ms[-1]["loss_td"]) and ms[-1]["loss_td"] > 0
+
+
+def test_linear_lambda_through_the_loop(teacher, cartpole):
+    cfg = tiny_distill(loss=("td", "kl"), lambda_schedule="linear", lambda_fraction=0.5,
+                       chunk_steps=64, total_steps=1024)
+    *_, ms = _loop(cfg, cartpole, teacher, 3)
+    for c, m in enumerate(ms):
+        ts = np.arange(c * cfg.chunk_iterations, (c + 1) * cfg.chunk_iterations)
+        ts = ts[ts >= cfg.warmup_iterations]
+        want = np.mean([float(distill.lambda_linear(cfg, jnp.float32(t))) for t in ts])
+        assert float(m["lambda"]) == pytest.approx(want, abs=1e-6)
+    assert ms[-1]["lambda"] < ms[0]["lambda"]
+
+
+@pytest.mark.parametrize("period,copied", [(1, True), (10**6, False)])
+def test_td_target_network_period(teacher, cartpole, period, copied):
+    cfg = tiny_distill(loss=("td", "kl"), td_target_update=period, chunk_steps=32)
+    d, _, st0, st, _ = _loop(cfg, cartpole, teacher, 2)
+    ref = st.params["student"] if copied else st0.params["student"]
+    for a, b in zip(jax.tree.leaves(st.target), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(st.params["student"]), jax.tree.leaves(st0.params["student"]),
+        strict=True))
+
+
+def test_a_td_only_student_starts_from_scratch(teacher, cartpole):
+    """No teacher-derived output bias for a td-only student; one with an imitation term has
+    it (the teacher's mean Q)."""
+    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([teacher], [0], 1))
+    for loss, from_teacher in ((("td",), False), (("td", "kl"), True)):
+        d = distill.make_distiller(tiny_distill(loss=loss), cartpole, teacher.meta["network"])
+        bias = np.asarray(d.init(jax.random.PRNGKey(0), tp).params["student"]["params"]["q"]
+                          ["bias"])
+        assert (np.abs(bias).max() > 1e-3) == from_teacher, (loss, bias)
