@@ -204,7 +204,7 @@ class DistillConfig(_Schedule):
     td_n_step: int = _f(3, "td term: n-step returns", min=1)
     td_double: bool = _f(True, "td term: double DQN (the online student picks the bootstrap "
                          "action)")
-    td_target_update: int = _f(500, "td term: gradient updates between copies of the student "
+    td_target_update: int = _f(100, "td term: gradient updates between copies of the student "
                                "into its target network", min=1)
     td_huber_delta: float = _f(1.0, "td term: Huber threshold", gt=0.0)
     lambda_schedule: str = _f("fixed", "weight of the non-td terms over training: fixed (1), "
