@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ALG = "tests/test_algorithms.py"
 MODULES = {   # module -> pytest arguments selecting the tests that exercise it, cheapest first
-    "losses": ["tests/test_losses.py", ALG, "-k", "test_losses or objective or hidden_terms "
-               "or td_target or probe_chain or probe_truncation"],
+    "losses": ["tests/test_losses.py", ALG, "tests/test_qdagger.py", "-k", "test_losses or "
+               "objective or hidden_terms or td_target or td_term or lambda or probe_chain or "
+               "probe_truncation or action_dependent"],
     "replay": ["tests/test_replay.py", ALG, "-k", "test_replay or probe or td_update or "
                "reach_the_buffer or dataset"],
     "training": [ALG, "tests/test_dqn.py", "-k", "keep_best or target_period or teacher_keeps "
@@ -38,10 +39,11 @@ MODULES = {   # module -> pytest arguments selecting the tests that exercise it,
     "evaluate": [ALG, "tests/test_dqn.py", "-k", "rollout or comparison or teacher_keeps or "
                  "final_eval or chunked or random_policy or retention"],
     "dqn": [ALG, "tests/test_dqn.py", "-k", "probe or td_ or target or teacher_keeps or "
-            "learning_rate or gradient_clip or test_dqn"],
-    "distill": [ALG, "tests/test_distill.py", "-k", "behaviour or collect or dataset or "
-                "student_keeps or objective or hidden_terms or ensemble or output_bias or "
-                "test_distill"],
+            "learning_rate or gradient_clip or test_dqn or epsilon or obs_norm or "
+            "action_dependent or chunk_metrics or masked"],
+    "distill": [ALG, "tests/test_distill.py", "tests/test_qdagger.py", "-k", "behaviour or "
+                "collect or dataset or student_keeps or objective or hidden_terms or ensemble "
+                "or output_bias or test_distill or obs_norm or lambda or td_ or from_scratch"],
 }
 KEEP_BINARY = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|Pow_Mul|Mod_FloorDiv|BitOr_BitAnd|BitAnd_BitOr"
 EXCLUDE = [
@@ -99,8 +101,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sample", type=int, default=0, metavar="N",
                     help="test a uniform random sample of N mutants per module (seeded), "
                     "the others marked skipped (0 = all)")
-    ap.add_argument("--recheck", action="store_true",
-                    help="re-run each survivor against every fast test (slow: minutes each)")
+    ap.add_argument("--recheck", choices=("broad", "targeted"),
+                    help="re-run each survivor against every fast test (broad: minutes each) "
+                    "or against the module's current selection (targeted: after widening it)")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     work = out / "work"
@@ -135,8 +138,9 @@ def main(argv=None) -> int:
             dump = subprocess.run([str(bindir / "cosmic-ray"), "dump", str(db)], cwd=copies[0],
                                   capture_output=True, text=True, check=True).stdout
             (out / f"{module}.jsonl").write_text(dump)
-            rechecked = (recheck_survivors(dump, copies[0], bindir, cenv, args.timeout)
-                         if args.recheck else [])
+            rechecked = (recheck_survivors(
+                dump, copies[0], bindir, cenv, args.timeout,
+                BROAD if args.recheck == "broad" else MODULES[module]) if args.recheck else [])
             (out / f"{module}.recheck.json").write_text(json.dumps(rechecked, indent=1))
             print(f"{module}: {summarise(dump)}; rechecked survivors killed: "
                   f"{sum(r['outcome'] == 'killed' for r in rechecked)} of {len(rechecked)}, "
@@ -168,7 +172,7 @@ BROAD = ["-m", "not slow"]   # every in-process test (the subprocess tests add n
 
 
 def recheck_survivors(dump: str, copy: Path, bindir: Path, env: dict,
-                      timeout: float) -> list[dict]:
+                      timeout: float, tests: list[str]) -> list[dict]:
     """Phase 2: each survivor of the targeted tests, applied again and run against every
     fast test, so that a survivor is one the whole suite misses."""
     results = []
@@ -182,7 +186,7 @@ def recheck_survivors(dump: str, copy: Path, bindir: Path, env: dict,
                        capture_output=True)
         try:
             p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q",
-                                "-p", "no:cacheprovider", *BROAD], cwd=copy,
+                                "-p", "no:cacheprovider", *tests], cwd=copy,
                                env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
                                capture_output=True, text=True, timeout=timeout * 3)
             outcome = "survived" if p.returncode == 0 else "killed"
