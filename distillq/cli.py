@@ -265,6 +265,13 @@ def distill(
     student: Annotated[str | None, typer.Option(
         metavar="NET", help="student network: 64,32 or 16 (MLP sizes), linear, cnn or "
         "cnn:C,H; its family may differ from the teacher's" + _d("distill", "network"))] = None,
+    student_obs: Annotated[list[str] | None, typer.Option(
+        "--student-obs", metavar="drop=I,J|noise=S", help="privileged teacher: the student "
+        "sees the observation with dimensions dropped and/or noise added (repeatable)",
+        show_default=False)] = None,
+    frame_stack: Annotated[str | None, typer.Option(
+        "--frame-stack", metavar="K", help="the student sees its last K (transformed) "
+        "observations stacked" + _d("distill", "frame_stack"))] = None,
     seeds: Annotated[str | None, typer.Option(
         metavar="N", help="students per sweep point \\[default: one per teacher seed]")] = None,
     seed: Annotated[str | None, typer.Option(
@@ -290,14 +297,16 @@ def distill(
     from distillq import checkpoint, config
 
     _only_resume(resume, teacher=teacher, teacher_point=teacher_point, loss=loss, temp=temp,
-                 kl_mode=kl_mode, env=env,
+                 kl_mode=kl_mode, env=env, student_obs=student_obs, frame_stack=frame_stack,
                  collect=collect, ensemble=ensemble, student=student, seeds=seeds, seed=seed,
                  steps=steps, lr=lr, config=config_path, set=sets, out=out, force=force)
     if resume is not None:
         return _resume("distill", resume, quiet)
 
     over = _overrides(sets, temp=temp, kl_mode=kl_mode, collect=collect,
-                      network=student, seed=seed, total_steps=steps, lr=lr)
+                      network=student, seed=seed, total_steps=steps, lr=lr,
+                      frame_stack=frame_stack,
+                      student_obs=";".join(student_obs) if student_obs else None)
     if loss:
         over["loss"] = tuple(loss)
     if ensemble is not None:

@@ -224,6 +224,8 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
         meta = checkpoint.base_meta("student", t_meta["env"], distiller.net_spec,
                                     plan.student_seeds, config.to_dict(cfg))
         meta.update(points=plan.points, point_index=plan.point_of)
+        if distiller.view is not None:
+            meta["student_view"] = distiller.view.to_json()
         files = rundir.create("student", out, force, meta)
         meta["teacher"] = plan.teacher_meta(runs, files.dir)
         meta["lineage"] = teachers.lineage(runs, _param_count)
@@ -273,7 +275,10 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
             "loss": list(cfg.loss), "temp": list(cfg.temp), "kl_mode": cfg.kl_mode,
             "collect": cfg.collect, "ensemble": cfg.ensemble, "network": distiller.net_spec,
             "params": n_params, "teacher_params": _param_count(t_meta["network"]),
-            "lineage": files.meta.get("lineage", []), "evaluation": evaluation, **stats,
+            "lineage": files.meta.get("lineage", []),
+            **({"student_view": files.meta["student_view"]} if "student_view" in files.meta
+               else {}),
+            "evaluation": evaluation, **stats,
             "shown": sorted({*shown, str(files.dir.resolve())})}
 
 
@@ -355,9 +360,10 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
     import jax
     import jax.numpy as jnp
 
-    from distillq import envs, evaluate, networks
+    from distillq import envs, evaluate, networks, views
 
     meta = run.meta
+    view = views.from_meta(meta)
     env = envs.make(meta["env"])
     net = networks.build(meta["network"])
     seeds = list(meta["seeds"])
@@ -370,11 +376,11 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
         t_apply = networks.ensemble_apply(networks.build(t_runs[0].meta["network"]).apply)
         t_params = teachers.per_student_params(t_runs, meta["teacher"]["seed_index"],
                                                len(seeds))
-        fn = jax.jit(jax.vmap(evaluate.make_comparison(env, net.apply, t_apply, chunk),
+        fn = jax.jit(jax.vmap(evaluate.make_comparison(env, net.apply, t_apply, chunk, view),
                               in_axes=(0, 0, 0, None)))
         args = (params, t_params, keys)
     else:
-        fn = jax.jit(jax.vmap(evaluate.make_rollout(env, net.apply, chunk),
+        fn = jax.jit(jax.vmap(evaluate.make_rollout(env, net.apply, chunk, view=view),
                               in_axes=(0, 0, None, None)))
         args = (params, keys, None)
     t0 = time.perf_counter()
@@ -428,11 +434,12 @@ def _evaluate_shifts(run: checkpoint.Run, env, net, params, t_apply, t_params, k
     import jax
     import jax.numpy as jnp
 
-    from distillq import evaluate, robustness
+    from distillq import evaluate, robustness, views
 
     g, n_seeds = len(shifts), len(run.meta["seeds"])
     chunk = max(1, min(episodes, EVAL_CHUNK // g))
-    fn = robustness.make_grid_eval(env, net.apply, chunk, t_apply)
+    fn = robustness.make_grid_eval(env, net.apply, chunk, t_apply,
+                                   views.from_meta(run.meta))
     env_params = robustness.stack_params(env, shifts)
     noise = jnp.asarray([s["obs_noise"] for s in shifts], jnp.float32)
     args = (params, t_params, keys)

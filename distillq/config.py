@@ -212,6 +212,11 @@ class DistillConfig(_Schedule):
                               "relative to its teacher's, 0), updated after every chunk), or "
                               "linear (1 -> 0 over lambda_fraction of training)",
                               choices=("fixed", "qdagger", "linear"))
+    student_obs: str = _f("", "what the student sees instead of the observation (a "
+                          "privileged teacher labels the full one): drop=I,J removes "
+                          "dimensions, noise=S adds Gaussian noise; join with ';' ('' = all)")
+    frame_stack: int = _f(1, "the student sees its last K transformed observations stacked",
+                          min=1)
     lambda_fraction: float = _f(0.5, "linear lambda_schedule: fraction of training over which "
                                 "the distillation weight decays to 0", gt=0.0, max=1.0)
 
@@ -279,6 +284,13 @@ class DistillConfig(_Schedule):
         if self.lambda_schedule != "fixed" and not self.has_td:
             raise ConfigError(f"lambda_schedule = {self.lambda_schedule!r} weighs the "
                               "distillation terms against a td term: add --loss td")
+        if self.student_obs or self.frame_stack > 1:
+            if self.has_td:
+                raise ConfigError("a td term with student_obs / frame_stack is not supported "
+                                  "(the TD target would need the view of every next state)")
+            if registry.parse_network(self.network).get("type") == "cnn":
+                raise ConfigError("student_obs / frame_stack: a CNN student sees frames as "
+                                  "they are; use an mlp or linear student")
         if self.has_td and self.warmup_iterations < self.td_n_step:
             raise ConfigError(f"td_n_step ({self.td_n_step}) needs at least that many "
                               "collected steps per env before the first update: raise "

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from distillq import dqn, envs, evaluate, losses, networks, registry, replay, training
+from distillq import dqn, envs, evaluate, losses, networks, registry, replay, training, views
 from distillq.config import DistillConfig
 from distillq.dqn import optimizer
 from distillq.errors import ConfigError
@@ -49,6 +49,8 @@ class DistillState(NamedTuple):
     best_return: jax.Array
     target: Any = None   # the td term's target network (None without a td term)
     qdagger: Any = None  # [lambda, teacher's return, random's return] (lambda_schedule qdagger)
+    hist: Any = None     # the student's view history per env [E, stack, kept] (views.py)
+    view_buffer: Any = None  # the student's input at every buffer row [R, E, view dim]
 
 
 class Distiller(NamedTuple):
@@ -62,6 +64,7 @@ class Distiller(NamedTuple):
     baselines: Any       # (teacher_params, key) -> {"teacher", "random"} returns, same keys
     behaviour: Any       # (state, teacher_params, t, key) -> (acting, teacher's, student's)
     update: Any          # one gradient update on a buffer (tests drive it directly)
+    view: Any = None     # views.View: what the student sees (None: the observation)
 
 
 def hyper_arrays(points: list[dict], names: tuple[str, ...]) -> dict:
@@ -110,11 +113,14 @@ def make_objective(cfg: DistillConfig, student: Any, teacher: Any):
     ls, lt = cfg.layer_pair
 
     def objective(train_params, teacher_params, batch, hyper, target=None, lam=1.0,
-                  window=None):
+                  window=None, student_obs=None):
+        """student_obs: the student's inputs for the batch's states (a view), else obs."""
         td_y = (dqn.td_target(student.apply, train_params["student"], target, window,
                               cfg.td_gamma, cfg.td_double) if cfg.has_td else None)
         obs = batch.obs
-        s_q, s_hs = student.apply(train_params["student"], obs, return_hidden=True)
+        s_q, s_hs = student.apply(train_params["student"],
+                                  obs if student_obs is None else student_obs,
+                                  return_hidden=True)
         t_q, t_hs = jax.vmap(lambda p: teacher.apply(p, obs, return_hidden=True))(teacher_params)
         x = losses.TermInputs(
             batch=batch, student_q=s_q, teacher_q=jax.lax.stop_gradient(t_q),   # [K, B, A]
@@ -130,8 +136,12 @@ def make_objective(cfg: DistillConfig, student: Any, teacher: Any):
 
 
 def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Distiller:
-    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions,
-                             envs.input_scaling(env) if cfg.obs_norm == "bounds" else None)
+    view = views.parse(cfg.student_obs, cfg.frame_stack, env.obs_shape)
+    s_shape = env.obs_shape if view is None else (view.dim,)
+    scaling = envs.input_scaling(env) if cfg.obs_norm == "bounds" else None
+    if scaling is not None and view is not None:
+        scaling = views.scaling(view, scaling["shift"], scaling["scale"])
+    net_spec = networks.spec(cfg.network, cfg.activation, s_shape, env.num_actions, scaling)
     net = networks.build(net_spec)
     teacher = networks.build(teacher_spec)
     apply, t_apply = net.apply, networks.ensemble_apply(teacher.apply)   # mean Q over K
@@ -148,9 +158,9 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             raise ConfigError(f"feature_layers: teacher layer {lt} does not exist in a teacher "
                               f"with {len(t_sizes)} hidden layers")
         dims = (s_sizes[ls], t_sizes[lt])
-    rollout = (evaluate.make_rollout(env, apply, cfg.eval_episodes) if cfg.eval_episodes > 0
-               else None)
-    final_eval = evaluate.make_comparison(env, apply, t_apply, cfg.final_episodes)
+    rollout = (evaluate.make_rollout(env, apply, cfg.eval_episodes, view=view)
+               if cfg.eval_episodes > 0 else None)
+    final_eval = evaluate.make_comparison(env, apply, t_apply, cfg.final_episodes, view=view)
     teacher_rollout = evaluate.make_rollout(env, t_apply, cfg.final_episodes)
     random_rollout = evaluate.make_rollout(env, None, cfg.final_episodes)
     qdagger = cfg.lambda_schedule == "qdagger"
@@ -165,7 +175,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         states: Q-values of ~100 (CartPole, gamma 0.99) are otherwise reached only by blowing
         up the weights, which leaves an MSE student unable to resolve small action gaps."""
         k_net, k_env, k_run, k_terms = jax.random.split(key, 4)
-        params = networks.init(net, k_net, env.obs_shape)
+        params = networks.init(net, k_net, s_shape)
         obs, env_state = envs.reset(env, jax.random.split(k_env, E))
         if not from_scratch:   # a td-only student learns nothing from the teacher
             params = networks.set_output_bias(params, t_apply(teacher_params, obs).mean(axis=0))
@@ -179,16 +189,27 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             k_ref = jax.random.fold_in(k_run, 0x0DA6)
             qd = jnp.stack([jnp.float32(1.0), ref_teacher(teacher_params, k_ref)["returns"].mean(),
                             ref_random(None, k_ref)["returns"].mean()])
+        hist = vbuf = None
+        if view is not None:
+            hist = views.start(view, obs, jax.random.split(jax.random.fold_in(k_env, 1), E))
+            vbuf = jnp.zeros((R, E, view.dim), jnp.float32)
         return DistillState(train, tx.init(train), layout.init(R, E), env_state,
                             obs, k_run, params, jnp.asarray(-jnp.inf, jnp.float32),
-                            params if cfg.has_td else None, qd)
+                            params if cfg.has_td else None, qd, hist, vbuf)
+
+    def student_input(state: DistillState):
+        return state.obs if view is None else views.features(state.hist)
 
     def update(train, opt_state, teacher_params, hyper, buffer, t_written, key, target=None,
-               lam=1.0):
-        window = replay.sample(buffer, layout, key, t_written, B, n_window)
+               lam=1.0, view_buffer=None):
+        row, env_i = replay.sample_indices(key, t_written, *replay.capacity(buffer), B,
+                                           n_window)
+        window = layout.unpack(replay.gather(buffer, row, env_i))
         batch = jax.tree.map(lambda x: x[:, 0], window)
+        s_obs = (None if view_buffer is None
+                 else replay.gather(view_buffer, row, env_i)[:, 0])
         (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(
-            train, teacher_params, batch, hyper, target, lam, window)
+            train, teacher_params, batch, hyper, target, lam, window, s_obs)
         upd, opt_state = tx.update(grads, opt_state, train)
         return optax.apply_updates(train, upd), opt_state, loss, parts
 
@@ -196,7 +217,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         """Actions of the collecting policy, the teacher's and the student's greedy ones."""
         k_eps, k_rand, k_mix = jax.random.split(key, 3)
         t_greedy = jnp.argmax(t_apply(teacher_params, state.obs), -1)
-        s_greedy = jnp.argmax(apply(state.params["student"], state.obs), -1)
+        s_greedy = jnp.argmax(apply(state.params["student"], student_input(state)), -1)
         if cfg.collect in ("teacher", "dataset"):
             act = t_greedy
         elif cfg.collect == "student":
@@ -224,6 +245,11 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
             buffer = replay.write(s.buffer, layout.pack(replay.Transition(
                 s.obs, act, st.reward, st.terminated, st.done, st.next_obs)), t)
             agree = jnp.mean((t_greedy == s_greedy).astype(jnp.float32))
+            if view is not None:   # the student's input of this row; then the next one's
+                vbuf = replay.write(s.view_buffer, views.features(s.hist), t)
+                k_v = jax.random.split(jax.random.fold_in(k_env, 0x51E3), E)
+                hist = views.push(view, s.hist, st.obs, k_v, new_episode=st.done)
+                s = s._replace(view_buffer=vbuf, hist=hist)
             return s._replace(buffer=buffer, env_state=st.state, obs=st.obs), agree
 
         if cfg.collect == "dataset":   # the teacher fills the buffer once, then it is fixed
@@ -240,7 +266,7 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
         def one(c, j, k):
             p, o, target = c
             p, o, loss, parts = update(p, o, teacher_params, hyper, state.buffer, written, k,
-                                       target, lam)
+                                       target, lam, state.view_buffer)
             if cfg.has_td:   # u: gradient updates so far, as the teacher's DQN counts them
                 u = (t - cfg.warmup_iterations) * cfg.updates_per_step + j
                 target = dqn.update_target(p["student"], target, u, cfg.td_target_update, 1.0)
@@ -285,4 +311,4 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
                 "random": random_rollout(None, key)["returns"]}
 
     return Distiller(cfg, env, net_spec, layout, init, chunk, final_eval, baselines,
-                     behaviour, update)
+                     behaviour, update, view)

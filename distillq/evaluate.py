@@ -26,25 +26,35 @@ def _per_episode(key: jax.Array, episodes: jax.Array) -> jax.Array:
 
 
 def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
-                 other_apply: Callable | None = None, shifted: bool = False) -> Callable:
+                 other_apply: Callable | None = None, shifted: bool = False,
+                 view: Any = None) -> Callable:
     """apply_fn None: a uniform-random policy (the baseline of normalised retention).
     `first` numbers the episodes (first .. first + num_episodes - 1): episode e's initial
     state and dynamics depend only on (key, e).
 
     shifted: the rollout also takes `env_params` (replacing the env's own: shifted dynamics)
     and `obs_noise`, the std of Gaussian noise added to every observation the networks see
-    (the env's state is untouched); the noise depends only on (key, episode, step)."""
+    (the env's state is untouched); the noise depends only on (key, episode, step).
+
+    view: a views.View: `apply_fn` sees the stacked, transformed observation (a privileged
+    student), `other_apply` (its teacher) the observation itself."""
+    from distillq import views
     def rollout(params: Any, key: jax.Array, other_params: Any = None, first: Any = 0,
                 env_params: Any = None, obs_noise: Any = 0.0) -> dict:
         k_reset, k_steps = jax.random.split(key)
         k_act = jax.random.fold_in(k_steps, 0x7A4D)
         k_noise = jax.random.fold_in(k_steps, 0x0B5E)
+        k_view = jax.random.fold_in(k_steps, 0x51E3)
+        k_view_noise = jax.random.fold_in(k_steps, 0x51E4)
         episodes = jnp.asarray(first, jnp.int32) + jnp.arange(num_episodes, dtype=jnp.int32)
         obs, state = envs.reset(env, _per_episode(k_reset, episodes), env_params)
         zeros = jnp.zeros((num_episodes,), jnp.float32)
+        hist = (views.start(view, obs, _per_episode(jax.random.fold_in(k_view, 0x7FFF0000),
+                                                    episodes))
+                if view is not None else None)
 
         def body(carry, i):
-            obs, state, alive, ret, length, agree = carry
+            obs, state, alive, ret, length, agree, hist = carry
             if shifted:
                 keys = _per_episode(jax.random.fold_in(k_noise, i), episodes)
                 obs = obs + obs_noise * jax.vmap(
@@ -53,7 +63,12 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                 keys = _per_episode(jax.random.fold_in(k_act, i), episodes)
                 action = jax.vmap(lambda k: jax.random.randint(k, (), 0, env.num_actions))(keys)
             else:
-                action = jnp.argmax(apply_fn(params, obs), axis=-1)
+                seen = views.features(hist) if view is not None else obs
+                if view is not None and shifted:   # the shift's noise reaches the view too
+                    keys = _per_episode(jax.random.fold_in(k_view_noise, i), episodes)
+                    seen = seen + obs_noise * jax.vmap(
+                        lambda k: jax.random.normal(k, seen.shape[1:]))(keys)
+                action = jnp.argmax(apply_fn(params, seen), axis=-1)
             if other_apply is not None:
                 same = jnp.argmax(other_apply(other_params, obs), axis=-1) == action
                 agree = agree + alive * same
@@ -62,21 +77,26 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
             ret = ret + alive * st.reward
             length = length + alive
             alive = alive * (1.0 - st.done.astype(jnp.float32))
-            return (st.obs, st.state, alive, ret, length, agree), None
+            if view is not None:   # only the first episode counts: no restart needed
+                hist = views.push(view, hist, st.obs,
+                                  _per_episode(jax.random.fold_in(k_view, i), episodes))
+            return (st.obs, st.state, alive, ret, length, agree, hist), None
 
-        init = (obs, state, jnp.ones_like(zeros), zeros, zeros, zeros)
-        (_, _, _, ret, length, agree), _ = jax.lax.scan(body, init, jnp.arange(env.max_steps))
+        init = (obs, state, jnp.ones_like(zeros), zeros, zeros, zeros, hist)
+        (_, _, _, ret, length, agree, _), _ = jax.lax.scan(body, init,
+                                                           jnp.arange(env.max_steps))
         return {"returns": ret, "lengths": length, "agree": agree}
 
     return rollout
 
 
 def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Callable,
-                    num_episodes: int) -> Callable:
+                    num_episodes: int, view: Any = None) -> Callable:
     """compare(params, teacher_params, key): the student's greedy episodes, the teacher's
     action at every state the student visits (fidelity), and the teacher's own greedy
     episodes and a uniform-random policy's episodes on the same keys (same initial states)."""
-    student = make_rollout(env, student_apply, num_episodes, other_apply=teacher_apply)
+    student = make_rollout(env, student_apply, num_episodes, other_apply=teacher_apply,
+                           view=view)
     teacher = make_rollout(env, teacher_apply, num_episodes)
     uniform = make_rollout(env, None, num_episodes)
 

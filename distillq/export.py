@@ -662,15 +662,27 @@ def export_run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool
 def _export(run, layers, spec, one, fmt, out_dir: Path, final: Path, seed_index: int,
             int8: bool, states: int, bench: bool) -> dict:
     writer = {"numpy": write_numpy, "c": write_c, "onnx": write_onnx}[fmt]
+    from distillq import views
+
     files = writer(layers, spec, out_dir)
     obs = sample_states(run, states, seed_index)
+    view = views.from_meta(run.meta)
+    if view is not None:   # the artefact takes the student's stacked view, not the obs
+        obs = views.of_states(view, obs)
+        (out_dir / "transform.json").write_text(json.dumps({
+            **view.to_json(), "input": "the last `stack` observations (oldest first), each "
+            "reduced to the `keep` indices of the flattened observation, concatenated; at an "
+            "episode's first step, the first observation repeated; `noise` was a training "
+            "and evaluation condition (add it only to reproduce them)"}, indent=2) + "\n")
+        files = [*files, out_dir / "transform.json"]
     ref_params = to_params(dequantised(layers), spec) if int8 else one
     q_ref = reference_q(spec, ref_params, obs)
     result: dict[str, Any] = {
         "kind": "export", "run_dir": str(run.path), "format": fmt, "out": str(final),
         "files": [str(final / f.name) for f in files], "seed_index": seed_index,
         "seed": run.meta["seeds"][seed_index], "int8": int8, "network": spec,
-        "size_bytes": sum(f.stat().st_size for f in files),
+        "size_bytes": sum(f.stat().st_size for f in files if f.name != "transform.json"),
+        **({"student_view": view.to_json()} if view is not None else {}),
         "weights_bytes": sum(v.nbytes for x in layers for v in x.values()
                              if isinstance(v, np.ndarray)),
     }

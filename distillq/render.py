@@ -20,25 +20,41 @@ from distillq.errors import ConfigError, RunDirError
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 
 
-def episode(env, apply, params: Any, key, index: int) -> tuple[list, list[float]]:
-    """States and cumulative returns of evaluation episode `index` (greedy), up to its end."""
+def episode(env, apply, params: Any, key, index: int, view: Any = None
+            ) -> tuple[list, list[float]]:
+    """States and cumulative returns of evaluation episode `index` (greedy), up to its end:
+    the same episode as evaluate.make_rollout's (same keys, same student view)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
+    from distillq import views
+
     k_reset, k_steps = jax.random.split(key)
+    k_view = jax.random.fold_in(k_steps, 0x51E3)
     obs, state = env.env.reset(jax.random.fold_in(k_reset, index), env.params)
 
+    def vkey(k):
+        return jax.random.fold_in(k, index)[None]
+
+    hist = (views.start(view, obs[None].astype(jnp.float32),
+                        vkey(jax.random.fold_in(k_view, 0x7FFF0000)))
+            if view is not None else None)
+
     def body(carry, i):
-        obs, state, alive = carry
-        a = jnp.argmax(apply(params, obs.astype(jnp.float32)[None])[0])
+        obs, state, alive, hist = carry
+        seen = views.features(hist) if view is not None else obs.astype(jnp.float32)[None]
+        a = jnp.argmax(apply(params, seen)[0])
         k = jax.random.fold_in(jax.random.fold_in(k_steps, i), index)
         obs2, state2, r, term, trunc, _ = env.env.step(k, state, a, env.params)
         done = jnp.logical_or(term, trunc)
-        return (obs2, state2, alive & ~done), (state, r, alive)
+        if view is not None:
+            hist = views.push(view, hist, obs2[None].astype(jnp.float32),
+                              vkey(jax.random.fold_in(k_view, i)))
+        return (obs2, state2, alive & ~done, hist), (state, r, alive)
 
-    _, (states, rewards, alive) = jax.lax.scan(jax.jit(body), (obs, state, jnp.bool_(True)),
-                                               jnp.arange(env.max_steps))
+    _, (states, rewards, alive) = jax.lax.scan(
+        jax.jit(body), (obs, state, jnp.bool_(True), hist), jnp.arange(env.max_steps))
     n = int(np.asarray(alive).sum())
     rewards = np.asarray(rewards)[:n]
     seq = [jax.tree.map(lambda x, t=t: x[t], states) for t in range(n)]
@@ -101,7 +117,7 @@ def render_run(path: str, out: str, *, seed_index: int = 0, episode_index: int =
     import jax
     import jax.numpy as jnp
 
-    from distillq import checkpoint, envs, evaluate, networks, teachers
+    from distillq import checkpoint, envs, evaluate, networks, teachers, views
 
     out_path = Path(out)
     if out_path.suffix.lower() != ".gif":
@@ -118,25 +134,28 @@ def render_run(path: str, out: str, *, seed_index: int = 0, episode_index: int =
     seed = run.meta["seeds"][seed_index]
     key = evaluate.eval_key(seed)
     sides = [("student" if run.meta["kind"] == "student" else "teacher", run.meta["network"],
-              jax.tree.map(lambda x: jnp.asarray(x[seed_index]), run.params))]
+              jax.tree.map(lambda x: jnp.asarray(x[seed_index]), run.params),
+              views.from_meta(run.meta))]
     if with_teacher and run.meta["kind"] == "student":
         paths = checkpoint.find_teachers(run.meta, run.path)
         if paths is not None:
-            t_runs = teachers.load_teachers([str(p) for p in paths])
+            t_runs = teachers.load_teachers([str(p) for p in paths],
+                                            run.meta["teacher"].get("point"))
             checkpoint.check_teachers(run.path, run.meta, paths, [t.meta for t in t_runs])
             idx = run.meta["teacher"]["seed_index"]
             if idx is not None and len(t_runs) == 1:
                 t_params = jax.tree.map(lambda x: jnp.asarray(x[idx[seed_index]]),
                                         t_runs[0].params)
-                sides.append(("teacher", t_runs[0].meta["network"], t_params))
+                sides.append(("teacher", t_runs[0].meta["network"], t_params,
+                              views.from_meta(t_runs[0].meta)))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"kind": "render", "run_dir": str(run.path), "env": env.name,
                                "seed": seed, "episode": episode_index, "out": str(out_path)}
     with tempfile.TemporaryDirectory() as tmp:
         gifs = []
-        for name, spec, params in sides:
+        for name, spec, params, view in sides:
             net = networks.build(spec)
-            states, returns = episode(env, net.apply, params, key, episode_index)
+            states, returns = episode(env, net.apply, params, key, episode_index, view)
             gif = Path(tmp) / f"{name}.gif"
             _gif(env, states, returns, gif, max_frames)
             gifs.append((name, gif))

@@ -96,14 +96,16 @@ def stack_params(env, points: list[dict]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *each)
 
 
-def make_grid_eval(env, apply: Callable, chunk: int, t_apply: Callable | None = None):
+def make_grid_eval(env, apply: Callable, chunk: int, t_apply: Callable | None = None,
+                   view: Any = None):
     """fn(params, t_params, keys, first, env_params, noise) -> leaves [G, S, chunk]: vmapped
     over seeds (params, t_params, keys) and over the grid (env_params, noise)."""
     import jax
 
     from distillq import evaluate
 
-    student = evaluate.make_rollout(env, apply, chunk, other_apply=t_apply, shifted=True)
+    student = evaluate.make_rollout(env, apply, chunk, other_apply=t_apply, shifted=True,
+                                    view=view)
     if t_apply is not None:
         teacher = evaluate.make_rollout(env, t_apply, chunk, shifted=True)
         uniform = evaluate.make_rollout(env, None, chunk, shifted=True)

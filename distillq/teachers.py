@@ -13,6 +13,10 @@ def load_teachers(teacher_dirs: list[str], point: int | None = None) -> list[che
     student runs (chains: teacher -> assistant -> student; born-again students). A student
     run that swept several points teaches from one of them, `point`."""
     runs = [select_point(checkpoint.load_run(p), point) for p in teacher_dirs]
+    for r in runs:
+        if r.meta.get("student_view"):
+            raise RunDirError(f"{r.path} sees a transformed observation (student_obs / "
+                              "frame_stack): it cannot teach from the full observation")
     first = runs[0].meta
     for r in runs[1:]:
         if r.meta["env"] != first["env"]:
