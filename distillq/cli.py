@@ -25,7 +25,7 @@ app = typer.Typer(
     help="Knowledge distillation for deep RL: train a DQN teacher, distil it into a smaller "
     "student, evaluate both. JSON on stdout, progress on stderr; commands chain with |.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -41,7 +41,7 @@ def _d(kind: str, key: str) -> str:
     field = {f.name: f for f in dataclasses.fields(config.CONFIGS[kind])}[key]
     v = field.default
     v = ",".join(map(str, v)) if isinstance(v, tuple) else v
-    return f" \\[default: {v}]"     # escaped: rich would read [default: ...] as markup
+    return f" [default: {v}]"
 
 
 STDIN_LIMIT = 16 * 2**20   # characters of upstream JSON read from stdin, at most
@@ -273,7 +273,7 @@ def distill(
         "--frame-stack", metavar="K", help="the student sees its last K (transformed) "
         "observations stacked" + _d("distill", "frame_stack"))] = None,
     seeds: Annotated[str | None, typer.Option(
-        metavar="N", help="students per sweep point \\[default: one per teacher seed]")] = None,
+        metavar="N", help="students per sweep point [default: one per teacher seed]")] = None,
     seed: Annotated[str | None, typer.Option(
         metavar="N", help="first student seed" + _d("distill", "seed"))] = None,
     steps: Annotated[str | None, typer.Option(
@@ -348,7 +348,7 @@ def evaluate(
         "its teachers); paths that are not run dirs are skipped with a warning",
         show_default=False)] = None,
     episodes: Annotated[str | None, typer.Option(
-        metavar="N", help="greedy episodes per seed \\[default: 100]")] = None,
+        metavar="N", help="greedy episodes per seed [default: 100]")] = None,
     no_teacher: Annotated[bool, typer.Option(
         "--no-teacher", help="evaluate students alone (no retention or fidelity)")] = False,
     env_param: Annotated[list[str] | None, typer.Option(
@@ -357,7 +357,7 @@ def evaluate(
         show_default=False)] = None,
     obs_noise: Annotated[str | None, typer.Option(
         "--obs-noise", metavar="S[,S...]", help="robustness: std of Gaussian noise added to "
-        "every observation the networks see, each level a grid point \\[default: 0]",
+        "every observation the networks see, each level a grid point [default: 0]",
         show_default=False)] = None,
 ) -> None:
     """Evaluate teacher/student runs: returns, retention, fidelity, size and speed; with
@@ -402,14 +402,14 @@ def export(
         "numpy-only policy.py), c (policy.h/policy.c, no allocation) or onnx (policy.onnx)")
     ] = "numpy",
     out: Annotated[str | None, typer.Option(
-        "--out", "-o", metavar="DIR", help="output dir \\[default: exports/<run>-<format>]")
+        "--out", "-o", metavar="DIR", help="output dir [default: exports/<run>-<format>]")
     ] = None,
     seed_index: Annotated[str | None, typer.Option(
-        "--seed-index", metavar="I", help="which seed of the run \\[default: 0]")] = None,
+        "--seed-index", metavar="I", help="which seed of the run [default: 0]")] = None,
     int8: Annotated[bool, typer.Option(
         "--int8", help="int8 weights with per-output-channel scales (post-training)")] = False,
     states: Annotated[str | None, typer.Option(
-        metavar="N", help="env states of the parity check \\[default: 10000]")] = None,
+        metavar="N", help="env states of the parity check [default: 10000]")] = None,
     bench: Annotated[bool, typer.Option(
         "--bench", help="also time batch-1 decisions: jitted JAX, NumPy, and the artefact's "
         "runtime (onnxruntime, compiled C)")] = False,
@@ -467,15 +467,15 @@ def render(
     out: Annotated[str, typer.Option(
         "--out", "-o", metavar="FILE.gif", help="the GIF to write")] = "rollout.gif",
     seed_index: Annotated[str | None, typer.Option(
-        "--seed-index", metavar="I", help="which seed of the run \\[default: 0]")] = None,
+        "--seed-index", metavar="I", help="which seed of the run [default: 0]")] = None,
     episode: Annotated[str | None, typer.Option(
         metavar="E", help="which evaluation episode (its key and initial state) "
-        "\\[default: 0]")] = None,
+        "[default: 0]")] = None,
     no_teacher: Annotated[bool, typer.Option(
         "--no-teacher", help="a student alone (default: side by side with its teacher, "
         "on the same episode)")] = False,
     max_frames: Annotated[str | None, typer.Option(
-        metavar="N", help="at most N frames (every k-th step) \\[default: 120]")] = None,
+        metavar="N", help="at most N frames (every k-th step) [default: 120]")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Draw one greedy episode as a GIF with gymnax's visualiser (a student beside its
