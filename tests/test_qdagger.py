@@ -169,3 +169,20 @@ def test_a_td_only_student_starts_from_scratch(teacher, cartpole):
         bias = np.asarray(d.init(jax.random.PRNGKey(0), tp).params["student"]["params"]["q"]
                           ["bias"])
         assert (np.abs(bias).max() > 1e-3) == from_teacher, (loss, bias)
+
+
+def test_td_and_view_states_survive_a_checkpoint(teacher, cartpole, tmp_path):
+    """--resume restores every new state field: the td target, lambda, the view history and
+    the view buffer (save_state / restore_state round trip, bit for bit)."""
+    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([teacher], [0], 1))
+    for i, cfg in enumerate((tiny_distill(loss=("td", "kl"), lambda_schedule="qdagger"),
+                             tiny_distill(student_obs="drop=1", frame_stack=3))):
+        d = distill.make_distiller(cfg, cartpole, teacher.meta["network"])
+        st = d.init(jax.random.PRNGKey(1), tp)
+        assert (st.target is not None) == (i == 0) and (st.hist is not None) == (i == 1)
+        run = tmp_path / f"r{i}"
+        run.mkdir()
+        checkpoint.save_state(run, st, {"t": 0})
+        back, _ = checkpoint.restore_state(run, jax.tree.map(jnp.zeros_like, st))
+        for a, b in zip(jax.tree.leaves(st), jax.tree.leaves(back), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
