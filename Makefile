@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint lock bench study mutation deploy clean
+.PHONY: setup run test test-fast lint lock bench study study-tiny mutation deploy clean
 
 # Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
 # without touching them. pyproject.toml keeps the ranges, for library users.
@@ -70,3 +70,8 @@ deploy: setup
 # The distillation study (README "Study"): ~1 h on a 2-core CPU; results/study/
 study: setup
 	$(PY) scripts/study.py --out results/study
+
+# The tiniest students per env, and whether a 16-unit assistant helps (README "Students as
+# teachers"); results/study-tiny/
+study-tiny: setup
+	$(PY) scripts/tiny_study.py --out results/study-tiny

@@ -1,0 +1,135 @@
+"""The tiniest students, per env: the smallest that keeps the retention bar in every seed,
+and whether a teacher assistant in between helps at that size (`make study-tiny`).
+
+    python scripts/tiny_study.py --out results/study-tiny [--envs CartPole-v1,Acrobot-v1]
+
+Per env: an 8-seed teacher on the env's defaults (or --teacher-dir ENV=RUN), then for every
+(student size, collection mode) cell, 24 students (3 initialisations per teacher seed:
+student i learns from teacher seed i mod 8) with Hinton KL, T = 2, at the distill defaults.
+Then a 16-unit assistant per teacher seed, and students of the small sizes distilled from it.
+Retention is normalised, (S - R) / (T - R), against the *original* teacher seed's return
+(for assistant chains too) with R the random policy's on the student's episodes. A cell
+passes when all 24 students reach the bar (99% CartPole, 95% otherwise). Writes
+<out>/tiny.md and tiny.json; cells already done are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+SIZES = {"CartPole-v1": ["linear", "2", "4", "8"], "Acrobot-v1": ["linear", "2", "4", "8"]}
+BAR = {"CartPole-v1": 0.99}
+MODES = ["teacher", "student"]
+ASSISTANT = "16"
+INITS = 3
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/study-tiny")
+    ap.add_argument("--envs", default="CartPole-v1,Acrobot-v1")
+    ap.add_argument("--teacher-dir", action="append", default=[], metavar="ENV=RUN")
+    args = ap.parse_args(argv)
+    from distillq import _setup
+
+    _setup.configure()
+    from distillq import checkpoint, commands, config
+
+    out = Path(args.out)
+    runs = out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    given = dict(x.split("=", 1) for x in args.teacher_dir)
+    t0 = time.perf_counter()
+    results = []
+    for env in args.envs.split(","):
+        bar = BAR.get(env, 0.95)
+        t_dir = Path(given.get(env) or runs / f"{env}-teacher")
+        if not _complete(t_dir):
+            _clear(t_dir)
+            cfg = config.load("teacher", None, {"env": env, "seeds": 8}, env=env)
+            commands.train_teacher(cfg, out=str(t_dir), show_progress=False)
+        teacher = checkpoint.read_meta(t_dir)
+        t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
+
+        for size in SIZES.get(env, SIZES["CartPole-v1"]):
+            for mode in MODES:
+                d = _cell(runs, env, f"{size}-{mode}", t_dir, size, mode, 8 * INITS)
+                results.append(_score(d, env, size, mode, "teacher", bar, t_seed))
+        a_dir = _cell(runs, env, "assistant", t_dir, ASSISTANT, "teacher", 8)
+        for size in ("2", "4"):
+            d = _cell(runs, env, f"{size}-student-via16", a_dir, size, "student", 8 * INITS)
+            results.append(_score(d, env, size, "student", f"assistant {ASSISTANT}", bar,
+                                  t_seed))
+    _write(out, results, time.perf_counter() - t0)
+    return 0
+
+
+def _cell(runs: Path, env: str, label: str, src: Path, size: str, mode: str, n: int) -> Path:
+    """Distil n students of `size` from run `src` (reused when already complete)."""
+    from distillq import commands, config
+
+    d = runs / f"{env}-{label}"
+    if not _complete(d):
+        _clear(d)
+        cfg = config.load("distill", None, {"network": size, "collect": mode,
+                                            "loss": ("kl",), "temp": (2.0,)}, env=env)
+        commands.distill(cfg, str(src), seeds=n, out=str(d), show_progress=False)
+    return d
+
+
+def _score(d: Path, env: str, size: str, mode: str, via: str, bar: float,
+           t_seed: list[float]) -> dict:
+    """Each student's retention against the original teacher seed it descends from."""
+    from distillq import checkpoint
+
+    meta = checkpoint.read_meta(d)
+    rows = meta["evaluation"]["per_seed"]
+    lin = meta["lineage"]
+    idx = meta["teacher"]["seed_index"]
+    if len(lin) > 1:   # through the assistant: its own teacher seeds
+        a_meta = checkpoint.read_meta(lin[0]["run_dir"])
+        idx = [a_meta["teacher"]["seed_index"][i] for i in idx]
+    ret = [(r["mean"] - r["random_mean"]) / (t_seed[j] - r["random_mean"])
+           for r, j in zip(rows, idx, strict=True)]
+    row = {"env": env, "student": size, "collect": mode, "via": via,
+           "params": meta["params_per_seed"], "students": len(ret),
+           "passing": sum(r >= bar for r in ret), "retention_min": min(ret),
+           "retention_mean": sum(ret) / len(ret), "bar": bar,
+           "teacher_params": lin[-1]["params"]}
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def _complete(d: Path) -> bool:
+    try:
+        return json.loads((d / "meta.json").read_text())["status"] == "complete"
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _clear(d: Path) -> None:
+    import shutil
+
+    if d.exists():
+        shutil.rmtree(d)
+
+
+def _write(out: Path, rows: list[dict], wall: float) -> None:
+    (out / "tiny.json").write_text(json.dumps(rows, indent=1) + "\n")
+    lines = ["| env | student (params) | collect | taught by | students at the bar | "
+             "retention min | mean |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['env']} | {r['student']} ({r['params']}) | {r['collect']} | "
+                     f"{r['via']} | {r['passing']}/{r['students']} (bar {r['bar']:.0%}) | "
+                     f"{r['retention_min']:.1%} | {r['retention_mean']:.1%} |")
+    lines.append(f"\n{wall / 60:.1f} min on this machine.")
+    (out / "tiny.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
