@@ -388,7 +388,8 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = evaluate.in_chunks(lambda first: signals.blocking(
-        lambda: jax.device_get(compiled(*args, jnp.int32(first)))), episodes, chunk)
+        lambda: jax.device_get(compiled(*args, jnp.int32(first)))), episodes, chunk,
+        desc=f"evaluate {run.path.name}")
     run_s = time.perf_counter() - t0
     result: dict[str, Any] = {
         "run_dir": str(run.path), "kind": meta["kind"], "env": meta["env"], "seeds": seeds,
@@ -451,7 +452,7 @@ def _evaluate_shifts(run: checkpoint.Run, env, net, params, t_apply, t_params, k
             compiled(*args, jnp.int32(first), env_params, noise)))
         return {k: v.reshape(g * n_seeds, -1) for k, v in out.items()}
 
-    out = evaluate.in_chunks(run_chunk, episodes, chunk)
+    out = evaluate.in_chunks(run_chunk, episodes, chunk, desc=f"shifts {run.path.name}")
     rows = []
     for i, s in enumerate(shifts):
         part = {k: v[i * n_seeds:(i + 1) * n_seeds] for k, v in out.items()}

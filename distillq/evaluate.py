@@ -108,17 +108,28 @@ def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Calla
     return compare
 
 
-def in_chunks(run: Callable, episodes: int, chunk: int) -> dict:
+def in_chunks(run: Callable, episodes: int, chunk: int, desc: str | None = None) -> dict:
     """run(first) evaluates `chunk` episodes (ids first..) for every seed ([seeds, chunk]
     leaves); call it until `episodes` are done and join along the episode axis. Between
-    calls the host can act on a signal, and memory stays bounded by one chunk."""
+    calls the host can act on a signal, and memory stays bounded by one chunk. With `desc`
+    and more than one chunk, a progress bar on stderr counts the episodes per seed."""
     import numpy as np
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from distillq.runner import console
 
     parts = []
-    for first in range(0, episodes, chunk):
-        out = run(first)
-        n = min(chunk, episodes - first)
-        parts.append({k: np.asarray(v)[:, :n] for k, v in out.items()})
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        TextColumn("{task.completed:,.0f}/{task.total:,.0f} episodes/seed"),
+                        TimeRemainingColumn(), console=console, transient=True,
+                        disable=desc is None or episodes <= chunk)
+    with progress:
+        task = progress.add_task(desc or "", total=episodes)
+        for first in range(0, episodes, chunk):
+            out = run(first)
+            n = min(chunk, episodes - first)
+            parts.append({k: np.asarray(v)[:, :n] for k, v in out.items()})
+            progress.update(task, advance=n)
     return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
 
 
