@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-SIZES = {"CartPole-v1": ["linear", "2", "4", "8"], "Acrobot-v1": ["linear", "2", "4", "8"]}
+SIZES = {"CartPole-v1": ["linear", "2", "4", "8", "16", "32", "64,32"],
+         "Acrobot-v1": ["linear", "2", "4", "8", "16"]}
 BAR = {"CartPole-v1": 0.99}
 MODES = ["teacher", "student"]
 ASSISTANT = "16"
