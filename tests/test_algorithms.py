@@ -646,3 +646,48 @@ def test_obs_norm_decides_the_input_scaling_of_both_networks(obs_norm, cartpole)
     assert ("input_norm" in t.net_spec) == (obs_norm == "bounds")
     d = distill.make_distiller(tiny_distill(obs_norm=obs_norm), cartpole, t.net_spec)
     assert ("input_norm" in d.net_spec) == (obs_norm == "bounds")
+
+
+def test_no_update_before_learning_starts_then_every_iteration():
+    """Warm-up iterations collect only: the params are untouched until learning_starts, and
+    from then on every iteration updates (a learn/skip condition that fires at the wrong
+    iterations fails here)."""
+    cfg = tiny_teacher(**{**PROBE, "total_steps": 8 * 40, "learning_starts": 8 * 10,
+                          "chunk_steps": 5, "target_update": 1})
+    assert cfg.warmup_iterations == 10 and cfg.chunk_iterations == 5
+    tr = dqn.make_trainer(cfg, probes.make("one_step"))
+    chunk = jax.jit(tr.chunk)
+    st0 = tr.init(jax.random.PRNGKey(0))
+    st = st0
+    for c in range(2):                      # iterations 0..9: warm-up
+        st, _ = chunk(st, jnp.int32(5 * c))
+    for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(st0.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    prev = st.params
+    for c in range(2, 4):                   # iterations 10..19: every one updates
+        st, m = chunk(st, jnp.int32(5 * c))
+        assert float(m["loss"]) > 0
+        assert not all(np.array_equal(a, b) for a, b in zip(
+            jax.tree.leaves(st.params), jax.tree.leaves(prev), strict=True))
+        prev = st.params
+
+
+def test_student_no_update_before_learning_starts(teacher_run, cartpole):
+    from distillq import checkpoint
+
+    run = checkpoint.load_run(teacher_run[0])
+    cfg = tiny_distill(learning_starts=4 * 16, chunk_steps=8)
+    assert cfg.warmup_iterations == 16
+    d = distill.make_distiller(cfg, cartpole, run.meta["network"])
+    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([run], [0], 1))
+    hyper = jax.tree.map(lambda x: x[0], distill.hyper_arrays(cfg.sweep_points, cfg.term_names))
+    chunk = jax.jit(d.chunk)
+    st0 = d.init(jax.random.PRNGKey(0), tp)
+    st, _ = chunk(st0, tp, hyper, jnp.int32(0))
+    st, _ = chunk(st, tp, hyper, jnp.int32(8))
+    for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(st0.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    st, m = chunk(st, tp, hyper, jnp.int32(16))
+    assert float(m["loss"]) > 0
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(st.params), jax.tree.leaves(st0.params), strict=True))
