@@ -691,3 +691,18 @@ def test_student_no_update_before_learning_starts(teacher_run, cartpole):
     assert float(m["loss"]) > 0
     assert not all(np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(st.params), jax.tree.leaves(st0.params), strict=True))
+
+
+def test_fidelity_counts_only_equal_actions(cartpole):
+    """agree counts the states where the other network picks the acting one's action: never
+    when they always differ (either way round), every step when they always agree."""
+    def always(a):
+        return lambda _p, obs: jax.nn.one_hot(jnp.full(obs.shape[:1], a), 2)
+
+    key = evaluate.eval_key(0)
+    for act, other, same in ((0, 1, False), (1, 0, False), (1, 1, True)):
+        out = evaluate.make_rollout(cartpole, always(act), 4, other_apply=always(other))(
+            None, key, None)
+        assert np.all(np.asarray(out["lengths"]) > 0)
+        want = np.asarray(out["lengths"]) if same else np.zeros(4)
+        np.testing.assert_array_equal(np.asarray(out["agree"]), want)
