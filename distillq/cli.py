@@ -20,6 +20,34 @@ import typer  # noqa: E402
 from distillq import __version__, registry  # noqa: E402
 from distillq.errors import ConfigError, DistillqError, Interrupted  # noqa: E402
 
+
+def _strings_pass_through() -> None:
+    """typer 0.29 builds a pydantic TypeAdapter for every parameter of a command when it
+    parses it (~0.27 s of a 0.5 s usage error, measured). distillq's options are strings,
+    lists of strings and flags that it coerces itself (config.coerce: one-line errors), so
+    those pass through unchanged; any other annotation keeps typer's own coercion."""
+    try:
+        from typer import _coercion, core
+    except ImportError:            # another typer: its own behaviour
+        return
+    plain = {str, str | None, list[str] | None, list[str], bool, bool | None}
+    orig = core.build_runtime_param
+
+    class _PassThrough(_coercion.PassThroughRuntimeParam):
+        def _coerce_value(self, value, param, ctx):
+            return value
+
+    def build(descriptor):
+        if descriptor.annotation in plain and descriptor.file_annotation is None:
+            return _PassThrough(annotation=descriptor.annotation,
+                                parameter_info=descriptor.parameter_info)
+        return orig(descriptor)
+
+    core.build_runtime_param = build
+
+
+_strings_pass_through()
+
 app = typer.Typer(
     name="distillq",
     help="Knowledge distillation for deep RL: train a DQN teacher, distil it into a smaller "
