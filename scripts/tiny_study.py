@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study import _clear, _complete  # noqa: E402  (cells reused the way make study does)
+
 SIZES = {"CartPole-v1": ["linear", "2", "4", "8", "16", "32", "64,32"],
          "Acrobot-v1": ["linear", "2", "4", "8", "16"]}
 BAR = {"CartPole-v1": 0.99}
@@ -103,20 +106,6 @@ def _score(d: Path, env: str, size: str, mode: str, via: str, bar: float,
            "teacher_params": lin[-1]["params"]}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
-
-
-def _complete(d: Path) -> bool:
-    try:
-        return json.loads((d / "meta.json").read_text())["status"] == "complete"
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-def _clear(d: Path) -> None:
-    import shutil
-
-    if d.exists():
-        shutil.rmtree(d)
 
 
 def _write(out: Path, rows: list[dict], wall: float) -> None:
