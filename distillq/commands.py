@@ -305,7 +305,7 @@ def evaluate_runs(paths: list[str], *, episodes: int = 100, with_teacher: bool =
     evaluated under, as a vmap axis (result["robustness"])."""
     runs = [checkpoint.load_run(p) for p in paths]  # fail fast on any bad path
     if shifts:
-        from distillq import envs, robustness
+        from distillq import envs
 
         for r in runs:   # names checked against each run's env before any work
             robustness.stack_params(envs.make(r.meta["env"]), shifts)
@@ -435,7 +435,7 @@ def _evaluate_shifts(run: checkpoint.Run, env, net, params, t_apply, t_params, k
     import jax
     import jax.numpy as jnp
 
-    from distillq import evaluate, robustness, views
+    from distillq import evaluate, views
 
     g, n_seeds = len(shifts), len(run.meta["seeds"])
     chunk = max(1, min(episodes, EVAL_CHUNK // g))

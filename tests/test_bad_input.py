@@ -6,6 +6,8 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -454,3 +456,17 @@ def test_export_bad_input(runs, tmp_path):
                              "--states", "300"])
     assert code == 0, err
     assert json.loads(out)["parity"]["ok"]
+
+
+def test_usage_errors_import_neither_jax_nor_pydantic():
+    """README promise: a usage error stays fast. typer 0.29 would build a pydantic adapter
+    per option (pydantic's import alone: 0.22 s); distillq's string and flag options pass
+    through it, and nothing heavy is imported before the one-line error."""
+    code = ("import sys\nfrom distillq.cli import main\n"
+            "sys.argv = ['distillq', 'train-teacher', '--steps', 'lots']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n"
+            "    print(e.code, 'pydantic' in sys.modules, 'jax' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.stdout.split() == ["2", "False", "False"], (p.stdout, p.stderr[-500:])
+    assert "total_steps: expected int, got 'lots'" in p.stderr
