@@ -510,6 +510,13 @@ def _check_params(p: Path, params: Any, meta: dict) -> None:
         raise RunDirError(f"damaged checkpoint in {p}: params do not match the network spec")
 
 
+def check_single_env(run: Run, command: str) -> None:
+    """Commands that act in one env refuse a multi-task student in one line."""
+    if run.meta.get("multitask"):
+        raise RunDirError(f"{run.path} is a multi-task student ({run.meta['env']}); {command} "
+                          "takes single-env runs")
+
+
 def find_teachers(meta: dict, student_dir: Path) -> list[Path] | None:
     """The teacher run dirs of a student: relative path first (runs/ moved), then absolute.
     None when any of them is missing."""

@@ -290,6 +290,10 @@ def distill(
         "--ensemble/--no-ensemble",
         help="each student learns from the ensemble of all teacher seeds and runs"
         + _d("distill", "ensemble"), show_default=False)] = None,
+    multitask: Annotated[bool | None, typer.Option(
+        "--multitask/--no-multitask",
+        help="one student for teachers of different envs (one --teacher per env): a shared "
+        "trunk, one Q-head per env" + _d("distill", "multitask"), show_default=False)] = None,
     student: Annotated[str | None, typer.Option(
         metavar="NET", help="student network: 64,32 or 16 (MLP sizes), linear, cnn or "
         "cnn:C,H; its family may differ from the teacher's" + _d("distill", "network"))] = None,
@@ -326,8 +330,8 @@ def distill(
 
     _only_resume(resume, teacher=teacher, teacher_point=teacher_point, loss=loss, temp=temp,
                  kl_mode=kl_mode, env=env, student_obs=student_obs, frame_stack=frame_stack,
-                 collect=collect, ensemble=ensemble, student=student, seeds=seeds, seed=seed,
-                 steps=steps, lr=lr, config=config_path, set=sets, out=out, force=force)
+                 collect=collect, ensemble=ensemble, multitask=multitask, student=student,
+                 seeds=seeds, seed=seed, steps=steps, lr=lr, config=config_path, set=sets, out=out, force=force)
     if resume is not None:
         return _resume("distill", resume, quiet)
 
@@ -339,7 +343,9 @@ def distill(
         over["loss"] = tuple(loss)
     if ensemble is not None:
         over["ensemble"] = ensemble
-    config.load("distill", config_path, over)   # fail fast, before waiting for stdin
+    if multitask is not None:
+        over["multitask"] = multitask
+    first = config.load("distill", config_path, over)   # fail fast, before waiting for stdin
     n_seeds = None
     if seeds is not None:
         n_seeds = config.coerce("seeds", seeds, int)
@@ -358,7 +364,9 @@ def distill(
         if env is not None and meta["env"] != env:
             raise DistillqError(f"env mismatch: teacher {t} was trained on {meta['env']}, "
                                 f"not {env}")
-    cfg = config.load("distill", config_path, over, env=meta["env"])   # + the env's defaults
+    # + the env's defaults (a multi-task student has several envs: the common defaults)
+    cfg = first if first.multitask else config.load("distill", config_path, over,
+                                                    env=meta["env"])
     _distributed(coordinator, num_processes, process_id)
     from distillq import commands, pipes
 

@@ -181,7 +181,8 @@ def _resume_teachers(meta: dict, run_dir: Path) -> list[checkpoint.Run]:
     paths = checkpoint.find_teachers(meta, run_dir)
     if paths is None:
         raise RunDirError(f"a teacher run of {run_dir} is missing; cannot resume")
-    runs = teachers.load_teachers([str(p) for p in paths], meta["teacher"].get("point"))
+    runs = teachers.load_teachers([str(p) for p in paths], meta["teacher"].get("point"),
+                                  multitask=bool(meta.get("multitask")))
     checkpoint.check_teachers(run_dir, meta, paths, [t.meta for t in runs])
     return runs
 
@@ -200,6 +201,11 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
     from distillq import envs, parallel
 
     started = time.perf_counter() if started is None else started
+    if (cfg is not None and cfg.multitask) or (
+            resume is not None and checkpoint.read_meta(resume).get("multitask")):
+        return distill_multitask(cfg, teacher_dirs, seeds=seeds, out=out, force=force,
+                                 show_progress=show_progress, started=started, resume=resume,
+                                 shown=shown, teacher_point=teacher_point)
     if resume is not None:
         files, cfg, runs = rundir.reopen("student", resume, lambda meta, _c: _resume_teachers(
             meta, Path(resume)))
@@ -282,6 +288,115 @@ def distill(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | No
             "shown": sorted({*shown, str(files.dir.resolve())})}
 
 
+def _multitask_teachers(teacher_dirs: list[str], point: int | None) -> list[checkpoint.Run]:
+    """One teacher run per env, each env once (several runs of one env: --ensemble)."""
+    runs = teachers.load_teachers(teacher_dirs, point, multitask=True)
+    if len(runs) < 2:
+        raise RunDirError("--multitask distils teachers of different envs: give one --teacher "
+                          "per env (at least 2)")
+    seen: dict[str, Path] = {}
+    for r in runs:
+        if r.meta["env"] in seen:
+            raise RunDirError(f"--multitask: {seen[r.meta['env']]} and {r.path} are both "
+                              f"{r.meta['env']} teachers; give one teacher run per env")
+        seen[r.meta["env"]] = r.path
+    return runs
+
+
+def distill_multitask(cfg: config.DistillConfig | None, teacher_dirs: list[str] | None = None,
+                      *, seeds: int | None = None, out: str | None = None,
+                      force: bool = False, show_progress: bool = True,
+                      started: float | None = None, resume: str | None = None,
+                      shown: list[str] = (), teacher_point: int | None = None) -> dict:
+    """One student for teachers of different envs (multitask.py): student i learns env e
+    from seed i mod n_e of that env's teacher run; per-env retention and fidelity."""
+    import jax
+    import numpy as np
+
+    from distillq import envs, multitask, parallel
+
+    started = time.perf_counter() if started is None else started
+    if parallel.process_count() > 1:
+        raise RunDirError("--multitask runs on a single process")
+    if resume is not None:
+        files, cfg, runs = rundir.reopen("student", resume, lambda meta, _c: _resume_teachers(
+            meta, Path(resume)))
+        meta = files.meta
+        student_seeds, point_of, points = meta["seeds"], meta["point_index"], meta["points"]
+        seed_index = meta["teacher"]["seed_index"]
+    else:
+        runs = _multitask_teachers(list(teacher_dirs or []), teacher_point)
+        points = cfg.sweep_points
+        n = max(len(r.meta["seeds"]) for r in runs) if seeds is None else seeds
+        seed_list = list(range(cfg.seed, cfg.seed + n))
+        student_seeds = [s for _ in points for s in seed_list]
+        point_of = [p for p in range(len(points)) for _ in seed_list]
+        seed_index = [[i % len(r.meta["seeds"]) for _ in points for i in range(n)]
+                      for r in runs]
+    env_list = [envs.make(r.meta["env"]) for r in runs]
+    t_specs = [r.meta["network"] for r in runs]
+    md = multitask.make(cfg, env_list, t_specs)
+    n_students = len(student_seeds)
+    env_names = [e.name for e in env_list]
+    if resume is None:
+        limits.preflight_multitask(cfg, md.layouts, md.net_spec, t_specs, n_students)
+    t_params = tuple(teachers.per_student_params([r], seed_index[e], n_students)
+                     for e, r in enumerate(runs))
+    hyper = _hyper(cfg, [points[p] for p in point_of])
+    if resume is None:
+        meta = checkpoint.base_meta("student", "+".join(env_names), md.net_spec, student_seeds,
+                                    config.to_dict(cfg))
+        meta.update(points=points, point_index=point_of, multitask={"envs": env_names})
+        files = rundir.create("student", out, force, meta)
+        labels = [[r.meta["seeds"][i] for i in seed_index[e]] for e, r in enumerate(runs)]
+        meta["teacher"] = {
+            "runs": [{"run_dir": str(r.path.resolve()),
+                      "relative_run_dir": _relpath(r.path.resolve(), files.dir),
+                      "params_digest": r.meta.get("params_digest"), "env": r.meta["env"]}
+                     for r in runs],
+            "point": runs[0].meta.get("teacher_point"), "ensemble": False,
+            "seed_index": seed_index, "seeds": labels, "network": t_specs}
+        meta["lineage"] = [teachers.lineage([r], _param_count) for r in runs]
+    with rundir.guard(files, "student"):
+        state = _ready(jax.jit(jax.vmap(md.init)), _keys(student_seeds), t_params)
+        state, start = rundir.begin(files, cfg, state, resume is not None, n_students)
+
+        def stop(m: dict) -> bool:
+            return cfg.stop_retention > 0 and bool(np.all(m["best_retention"]
+                                                          >= cfg.stop_retention))
+
+        res = rundir.fit(kind="student", cfg=cfg, files=files, state=state,
+                         chunk=_jit_vmap(md.chunk, in_axes=(0, 0, 0, None), donate=(0,)),
+                         args=(t_params, hyper), seeds=student_seeds, stop=stop, start=start,
+                         show_progress=show_progress)
+        state = res["state"]
+        params = state.best_params if cfg.eval_episodes > 0 else state.params["student"]
+        final, eval_s = _timed(_jit_vmap(md.final_eval), params, t_params,
+                               _eval_keys(student_seeds))
+        stats = rundir.stats(cfg, res, eval_s, started)
+        evaluation = summaries.multitask_evaluation(files.meta, list(final))
+        n_params = multitask.param_count(md.net_spec)
+        rundir.complete(files, params, evaluation=evaluation, train=stats,
+                        params_per_seed=n_params)
+    for block in evaluation["per_env"]:
+        summaries.print_eval_table(f"student {files.dir} on {block['env']}",
+                                   block["evaluation"]["per_seed"])
+    return {"run_dir": str(files.dir), "kind": "student", "env": files.meta["env"],
+            "multitask": True, "envs": env_names, "seeds": list(dict.fromkeys(student_seeds)),
+            "students": n_students, "teacher": [str(r.path) for r in runs],
+            "loss": list(cfg.loss), "temp": list(cfg.temp), "collect": cfg.collect,
+            "network": md.net_spec, "params": n_params,
+            "teacher_params": [_param_count(s) for s in t_specs],
+            "evaluation": evaluation, **stats,
+            "shown": sorted({*shown, str(files.dir.resolve())})}
+
+
+def _hyper(cfg: config.DistillConfig, points: list[dict]):
+    from distillq import distill as D
+
+    return D.hyper_arrays(points, cfg.term_names)
+
+
 def _relpath(target: Path, start: Path) -> str:
     import os
 
@@ -308,6 +423,9 @@ def evaluate_runs(paths: list[str], *, episodes: int = 100, with_teacher: bool =
         from distillq import envs
 
         for r in runs:   # names checked against each run's env before any work
+            if r.meta.get("multitask"):
+                raise RunDirError(f"{r.path} is a multi-task student: --env-param / "
+                                  "--obs-noise evaluate single-env runs")
             robustness.stack_params(envs.make(r.meta["env"]), shifts)
     if add_teachers:
         seen = {r.path.resolve() for r in runs}
@@ -340,7 +458,8 @@ def _teachers_of(run: checkpoint.Run, with_teacher: bool = True) -> list[checkpo
     if paths is None:
         warn(f"a teacher run of {run.path} is missing; reporting the student alone")
         return None
-    runs = teachers.load_teachers([str(p) for p in paths], run.meta["teacher"].get("point"))
+    runs = teachers.load_teachers([str(p) for p in paths], run.meta["teacher"].get("point"),
+                                  multitask=bool(run.meta.get("multitask")))
     checkpoint.check_teachers(run.path, run.meta, paths, [t.meta for t in runs])
     return runs
 
@@ -355,6 +474,81 @@ def _against_original(ev: dict, original: dict) -> None:
             block["mean"], t0, block["random_mean"]))
 
 
+def _chunked(fn, args: tuple, episodes: int, chunk: int, desc: str):
+    """Compile fn(*args, first) once, run it over `episodes` in chunks (interruptible).
+    Returns (out, compile_s, run_s)."""
+    import jax
+    import jax.numpy as jnp
+
+    from distillq import evaluate
+
+    t0 = time.perf_counter()
+    compiled = signals.blocking(lambda: fn.lower(*args, jnp.int32(0)).compile())
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = evaluate.in_chunks(lambda first: signals.blocking(
+        lambda: jax.device_get(compiled(*args, jnp.int32(first)))), episodes, chunk, desc=desc)
+    return out, compile_s, time.perf_counter() - t0
+
+
+def _evaluate_multitask(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
+                        show: bool = True) -> dict:
+    """A multi-task student, env by env (head e on env e), each against its own teacher."""
+    import jax
+    import jax.numpy as jnp
+
+    from distillq import envs, evaluate, multitask, networks
+
+    meta = run.meta
+    spec, names, seeds = meta["network"], meta["multitask"]["envs"], list(meta["seeds"])
+    params = jax.tree.map(jnp.asarray, run.params)
+    keys = _eval_keys(seeds)
+    t_runs = _teachers_of(run, with_teacher)
+    chunk = min(episodes, EVAL_CHUNK)
+    finals, timing = [], []
+    for e, name in enumerate(names):
+        env, apply = envs.make(name), multitask.task_apply(spec, e)
+        if t_runs is not None:
+            t_apply = networks.ensemble_apply(networks.build(t_runs[e].meta["network"]).apply)
+            t_params = teachers.per_student_params([t_runs[e]], meta["teacher"]["seed_index"][e],
+                                                   len(seeds))
+            fn = jax.jit(jax.vmap(evaluate.make_comparison(env, apply, t_apply, chunk),
+                                  in_axes=(0, 0, 0, None)))
+            args = (params, t_params, jax.vmap(lambda k, e=e: jax.random.fold_in(k, e))(keys))
+        else:
+            fn = jax.jit(jax.vmap(evaluate.make_rollout(env, apply, chunk),
+                                  in_axes=(0, 0, None, None)))
+            args = (params, jax.vmap(lambda k, e=e: jax.random.fold_in(k, e))(keys), None)
+        out, compile_s, run_s = _chunked(fn, args, episodes, chunk,
+                                         f"evaluate {run.path.name} on {name}")
+        finals.append(out)
+        timing.append((out, compile_s, run_s))
+    result: dict[str, Any] = {
+        "run_dir": str(run.path), "kind": meta["kind"], "env": meta["env"], "multitask": True,
+        "envs": names, "seeds": seeds, "params": _param_count(spec), "network": spec}
+    if t_runs is not None:
+        ev = summaries.multitask_evaluation(meta, finals)
+        result["teacher"] = [str(t.path) for t in t_runs]
+        result["teacher_params"] = [_param_count(t.meta["network"]) for t in t_runs]
+    else:
+        ev = {"per_env": [{"env": n, "evaluation": summaries.teacher_evaluation(
+            seeds, out["returns"])} for n, out in zip(names, finals, strict=True)]}
+    result["evaluation"] = ev
+    result["speed"] = {
+        "eval_env_steps_per_s": round(sum(float(o["lengths"].sum()) for o, _, _ in timing)
+                                      / max(sum(r for _, _, r in timing), 1e-9), 1),
+        "eval_compile_s": round(sum(c for _, c, _ in timing), 3),
+        "eval_s": round(sum(r for _, _, r in timing), 3)}
+    for block in ev["per_env"]:
+        if show:
+            summaries.print_eval_table(f"{meta['kind']} {run.path} on {block['env']}",
+                                       block["evaluation"]["per_seed"])
+    if not show:
+        console.print(f"[dim]{meta['kind']} {run.path}: the same numbers as its tables above"
+                      "[/dim]")
+    return result
+
+
 def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
                   show: bool = True, shifts: list[dict] | None = None) -> dict:
     import jax
@@ -363,6 +557,8 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
     from distillq import envs, evaluate, networks, views
 
     meta = run.meta
+    if meta.get("multitask"):
+        return _evaluate_multitask(run, episodes, with_teacher, show)
     view = views.from_meta(meta)
     env = envs.make(meta["env"])
     net = networks.build(meta["network"])
@@ -383,14 +579,7 @@ def _evaluate_one(run: checkpoint.Run, episodes: int, with_teacher: bool = True,
         fn = jax.jit(jax.vmap(evaluate.make_rollout(env, net.apply, chunk, view=view),
                               in_axes=(0, 0, None, None)))
         args = (params, keys, None)
-    t0 = time.perf_counter()
-    compiled = signals.blocking(lambda: fn.lower(*args, jnp.int32(0)).compile())
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = evaluate.in_chunks(lambda first: signals.blocking(
-        lambda: jax.device_get(compiled(*args, jnp.int32(first)))), episodes, chunk,
-        desc=f"evaluate {run.path.name}")
-    run_s = time.perf_counter() - t0
+    out, compile_s, run_s = _chunked(fn, args, episodes, chunk, f"evaluate {run.path.name}")
     result: dict[str, Any] = {
         "run_dir": str(run.path), "kind": meta["kind"], "env": meta["env"], "seeds": seeds,
         "params": _param_count(meta["network"]), "network": meta["network"],

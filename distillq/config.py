@@ -172,6 +172,9 @@ class DistillConfig(_Schedule):
                               min=3)
     ensemble: bool = _f(False, "each student learns from the ensemble of all teacher seeds "
                         "(and all --teacher runs) instead of teacher seed i")
+    multitask: bool = _f(False, "one student for teachers of different envs (one --teacher "
+                         "per env): a shared trunk, one Q-head per env (README: Multi-task "
+                         "students)")
     collect: str = _f("teacher", "who acts while states are collected: teacher, student, mixed "
                       "(teacher with probability decaying 1 -> 0), dataset (teacher fills the "
                       "buffer once, then the student fits it)", choices=COLLECT)
@@ -291,6 +294,21 @@ class DistillConfig(_Schedule):
             if registry.parse_network(self.network).get("type") == "cnn":
                 raise ConfigError("student_obs / frame_stack: a CNN student sees frames as "
                                   "they are; use an mlp or linear student")
+        if self.multitask:
+            bad = [n for n in self.term_names if registry.LOSSES[n].kind != "output"]
+            if bad:
+                raise ConfigError("multitask takes output losses only ("
+                                  f"{', '.join(registry.losses_of_kind('output'))}); got {bad[0]}")
+            if self.collect == "dataset":
+                raise ConfigError("multitask collects online: collect teacher, student or mixed")
+            if self.ensemble:
+                raise ConfigError("multitask: each env has one teacher run; ensemble is not "
+                                  "supported")
+            if self.student_obs or self.frame_stack > 1:
+                raise ConfigError("multitask: student_obs / frame_stack are not supported")
+            if registry.parse_network(self.network).get("type") not in ("mlp", "linear"):
+                raise ConfigError(f"multitask: the shared trunk is an MLP (e.g. 64,32) or "
+                                  f"linear (heads only); got {self.network!r}")
         if self.has_td and self.warmup_iterations < self.td_n_step:
             raise ConfigError(f"td_n_step ({self.td_n_step}) needs at least that many "
                               "collected steps per env before the first update: raise "

@@ -633,6 +633,7 @@ def export_run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     run = checkpoint.load_run(path)
+    checkpoint.check_single_env(run, "export")
     n_seeds = len(run.meta["seeds"])
     if not 0 <= seed_index < n_seeds:
         raise ConfigError(f"--seed-index must be in 0..{n_seeds - 1} for {path}")

@@ -63,6 +63,9 @@ def widest(net_spec: dict) -> int:
     """The widest activation per sample (flattened), for the activation estimate."""
     from distillq import networks
 
+    if net_spec.get("type") == "multitask":
+        return max([net_spec["in_dim"], *net_spec["hidden"],
+                    *(t["num_actions"] for t in net_spec["tasks"])])
     return max([math.prod(networks.obs_shape(net_spec)), *networks.hidden_sizes(net_spec),
                 int(net_spec["num_actions"])])
 
@@ -123,11 +126,31 @@ def preflight_distill(cfg, distiller, teacher_spec: dict, students: int, k: int)
         window=1 + 2 * k, width=max(widest(distiller.net_spec), widest(teacher_spec))))
 
 
+def preflight_multitask(cfg, layouts, net_spec: dict, teacher_specs: list[dict],
+                        students: int) -> None:
+    """distill --multitask: k buffers (one per env), the shared student, k teachers."""
+    from distillq import networks
+
+    check_seeds(cfg.seed, students)
+    check_ints("distill", total_iterations=cfg.total_iterations + cfg.chunk_iterations,
+               total_updates=cfg.total_updates,
+               buffer_entries=cfg.buffer_rows * cfg.num_envs * len(layouts))
+    check_memory("distill", estimate(
+        students=students, buffer_rows=cfg.buffer_rows, num_envs=cfg.num_envs,
+        transition_bytes=sum(transition_bytes(lay) for lay in layouts),
+        params=networks.param_count(net_spec),
+        teacher_params=sum(networks.param_count(s) for s in teacher_specs),
+        batch=cfg.batch_size * len(layouts), window=3,
+        width=max([widest(net_spec), *(widest(s) for s in teacher_specs)])))
+
+
 def preflight_evaluate(run_meta: dict, episodes: int, chunk: int) -> None:
     """evaluate: the episodes of one jitted call (one chunk) for every seed at once."""
     from distillq import networks
 
     seeds = len(run_meta["seeds"])
-    obs = math.prod(networks.obs_shape(run_meta["network"]))
+    spec = run_meta["network"]
+    obs = (spec["in_dim"] if spec.get("type") == "multitask"
+           else math.prod(networks.obs_shape(spec)))
     check_memory("evaluate", {"episodes in flight": seeds * min(episodes, chunk) * 4 * (
         2 * obs + widest(run_meta["network"]) + 16) * 3})

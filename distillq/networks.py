@@ -188,6 +188,11 @@ def init(net: Net, key: jax.Array, shape: tuple[int, ...]) -> Any:
 
 def abstract_params(net_spec: dict) -> Any:
     """Shapes and dtypes of one network's params (no arrays allocated)."""
+    if net_spec.get("type") == "multitask":   # a multi-task student (multitask.py)
+        from distillq import multitask
+
+        return jax.eval_shape(lambda k: multitask.init_params(net_spec, k),
+                              jax.random.PRNGKey(0))
     net = build(net_spec)
     return jax.eval_shape(lambda k: init(net, k, obs_shape(net_spec)), jax.random.PRNGKey(0))
 

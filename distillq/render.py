@@ -128,6 +128,7 @@ def render_run(path: str, out: str, *, seed_index: int = 0, episode_index: int =
     if out_path.exists() and not force:
         raise RunDirError(f"{out} already exists; choose another --out or pass --force")
     run = checkpoint.load_run(path)
+    checkpoint.check_single_env(run, "render")
     if not 0 <= seed_index < len(run.meta["seeds"]):
         raise ConfigError(f"--seed-index must be in 0..{len(run.meta['seeds']) - 1}")
     env = envs.make(run.meta["env"])

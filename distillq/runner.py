@@ -137,9 +137,12 @@ def run_chunks(
             sps = ran * num_envs * len(seeds) / max(dt, 1e-9)
             if on_chunk is not None:
                 on_chunk(c, t, last, sps)
-            shown = last.get("eval_return", last.get("train_return"))
+            if "eval_retention" in last:   # a multi-task student: mean retention over envs
+                ret = f"retention {_fmt_returns(100 * last['eval_retention'])}%"
+            else:
+                ret = f"return {_fmt_returns(last.get('eval_return', last.get('train_return')))}"
             progress.update(task, completed=min(t, total_iterations) * num_envs,
-                            sps=f"{sps:,.0f} steps/s", ret=f"return {_fmt_returns(shown)}")
+                            sps=f"{sps:,.0f} steps/s", ret=ret)
             if "finite" in last and not bool(np.all(last["finite"])):
                 bad = [s for s, ok in zip(seeds, last["finite"], strict=False) if not ok]
                 raise DivergedError(f"loss or params became NaN/Inf by env step "

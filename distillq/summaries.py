@@ -88,6 +88,32 @@ def student_evaluation(meta: dict, final: dict) -> dict:
     return out
 
 
+def multitask_evaluation(meta: dict, finals: list[dict]) -> dict:
+    """A multi-task student's evaluation: per env (in the run's env order) the usual
+    student-vs-teacher blocks against that env's teacher; overall, the mean and the minimum
+    over envs of each env's overall retention, and every student's worst env."""
+    import numpy as np
+
+    per_env = []
+    for e, (name, final) in enumerate(zip(meta["multitask"]["envs"], finals, strict=True)):
+        sub = {**meta, "teacher": {**meta["teacher"], "seeds": meta["teacher"]["seeds"][e]}}
+        per_env.append({"env": name, "teacher": meta["teacher"]["runs"][e]["run_dir"],
+                        "evaluation": student_evaluation(sub, final)})
+    rets = [b["evaluation"]["overall"]["retention"] for b in per_env]
+    valid = [r for r in rets if r is not None]
+    worst = []    # per student: its lowest retention over envs
+    for i in range(len(meta["seeds"])):
+        vals = [b["evaluation"]["per_seed"][i]["retention"] for b in per_env]
+        vals = [v for v in vals if v is not None]
+        worst.append(min(vals) if vals else None)
+    return {"overall": {"retention": float(np.mean(valid)) if valid else None,
+                        "retention_min_env": min(valid) if valid else None,
+                        "retention_worst_student": min((w for w in worst if w is not None),
+                                                       default=None),
+                        "envs": len(per_env)},
+            "per_env": per_env, "worst_env_per_student": worst}
+
+
 def print_point_table(per_point: list[dict]) -> None:
     from rich.table import Table
 

@@ -8,15 +8,16 @@ from distillq import checkpoint
 from distillq.errors import RunDirError
 
 
-def load_teachers(teacher_dirs: list[str], point: int | None = None) -> list[checkpoint.Run]:
+def load_teachers(teacher_dirs: list[str], point: int | None = None,
+                  multitask: bool = False) -> list[checkpoint.Run]:
     """Complete runs that can teach together (same env, same architecture): teacher runs, or
     student runs (chains: teacher -> assistant -> student; born-again students). A student
     run that swept several points teaches from one of them, `point`."""
     runs = [select_point(checkpoint.load_run(p), point) for p in teacher_dirs]
     for r in runs:
-        if r.meta.get("student_view"):
-            raise RunDirError(f"{r.path} sees a transformed observation (student_obs / "
-                              "frame_stack): it cannot teach from the full observation")
+        check_can_teach(r)
+    if multitask:   # one run per env (commands.distill_multitask checks them)
+        return runs
     first = runs[0].meta
     for r in runs[1:]:
         if r.meta["env"] != first["env"]:
@@ -26,6 +27,16 @@ def load_teachers(teacher_dirs: list[str], point: int | None = None) -> list[che
             raise RunDirError("teacher runs of an ensemble must share a network architecture "
                               f"({runs[0].path} vs {r.path})")
     return runs
+
+
+def check_can_teach(r: checkpoint.Run) -> None:
+    """A run that cannot label a single env's full observation is refused in one line."""
+    if r.meta.get("student_view"):
+        raise RunDirError(f"{r.path} sees a transformed observation (student_obs / "
+                          "frame_stack): it cannot teach from the full observation")
+    if r.meta.get("multitask"):
+        raise RunDirError(f"{r.path} is a multi-task student ({r.meta['env']}): it cannot "
+                          "teach (distil each env from its own teacher run)")
 
 
 def describe_point(p: dict) -> str:

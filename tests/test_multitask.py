@@ -1,0 +1,203 @@
+"""Multi-task students: the shared-trunk network routes each env to its own head, the
+distiller learns every env from its own teacher in one jitted step, and the CLI runs,
+evaluates (per env), refuses and resumes them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import TINY_DISTILL, tiny_distill, tiny_teacher
+
+from distillq import config, envs, multitask, networks
+
+EXE = [sys.executable, "-m", "distillq"]
+
+
+@pytest.fixture(scope="module")
+def two_envs():
+    return [envs.make("CartPole-v1"), envs.make("Acrobot-v1")]
+
+
+def test_spec_pads_and_counts_params(two_envs):
+    spec = multitask.make_spec("16,8", "relu", two_envs, "none")
+    assert spec["in_dim"] == 6 + 2                 # widest obs (Acrobot: 6) + one-hot of 2
+    # trunk (8 -> 16 -> 8) + heads (8 -> 2, 8 -> 3)
+    want = (8 * 16 + 16) + (16 * 8 + 8) + (8 * 2 + 2) + (8 * 3 + 3)
+    assert multitask.param_count(spec) == networks.param_count(spec) == want
+    lin = multitask.make_spec("linear", "relu", two_envs, "none")
+    assert multitask.param_count(lin) == (8 * 2 + 2) + (8 * 3 + 3)
+
+
+def test_encode_pads_scales_and_marks_the_env(two_envs):
+    spec = multitask.make_spec("16", "relu", two_envs, "none")
+    x = multitask.encode(spec, 0, jnp.asarray([[1.0, 2.0, 3.0, 4.0]]))
+    np.testing.assert_array_equal(x, [[1, 2, 3, 4, 0, 0, 1, 0]])
+    y = multitask.encode(spec, 1, jnp.arange(6.0)[None])
+    np.testing.assert_array_equal(y, [[0, 1, 2, 3, 4, 5, 0, 1]])
+    scaled = multitask.make_spec("16", "relu", two_envs, "bounds")
+    norm = scaled["tasks"][1]["input_norm"]
+    z = multitask.encode(scaled, 1, jnp.asarray([norm["shift"]]) + 1.0)
+    np.testing.assert_allclose(z[0, :6], norm["scale"], rtol=1e-6)
+
+
+def test_each_env_is_answered_by_its_own_head(two_envs):
+    spec = multitask.make_spec("16", "relu", two_envs, "none")
+    params = multitask.init_params(spec, jax.random.PRNGKey(0))
+    obs0, obs1 = jnp.ones((3, 4)), jnp.ones((3, 6))
+    q0, q1 = multitask.task_apply(spec, 0), multitask.task_apply(spec, 1)
+    # by hand: relu(x W + b) then head e
+    p = params["params"]
+    for e, obs, q in ((0, obs0, q0), (1, obs1, q1)):
+        h = jax.nn.relu(multitask.encode(spec, e, obs) @ p["hidden_0"]["kernel"]
+                        + p["hidden_0"]["bias"])
+        want = h @ p[f"q_{e}"]["kernel"] + p[f"q_{e}"]["bias"]
+        np.testing.assert_allclose(q(params, obs), want, rtol=1e-5, atol=1e-6)
+    assert q0(params, obs0).shape == (3, 2) and q1(params, obs1).shape == (3, 3)
+    # changing head 1 changes env 1's answers only
+    bumped = multitask.set_head_bias(params, 1, jnp.asarray([5.0, 6.0, 7.0]))
+    np.testing.assert_array_equal(q0(bumped, obs0), q0(params, obs0))
+    assert not np.allclose(q1(bumped, obs1), q1(params, obs1))
+
+
+def test_student_learns_every_env_from_its_own_teacher(two_envs):
+    """Random teachers of CartPole and Acrobot: one student imitates both (fidelity on each
+    env against that env's teacher); a student trained for no steps does not."""
+    specs = [networks.spec("32", "relu", e.obs_shape, e.num_actions) for e in two_envs]
+    t_params = tuple(jax.tree.map(lambda x: x[None], networks.init(
+        networks.build(s), jax.random.PRNGKey(10 + i), tuple(s["obs_shape"])))
+        for i, s in enumerate(specs))
+    cfg = tiny_distill(total_steps=3072, network="32", chunk_steps=64, multitask=True)
+    md = multitask.make(cfg, two_envs, specs)
+    hyper = {"temp": jnp.float32(1.0), "weights": jnp.ones((1,), jnp.float32)}
+    state0 = jax.jit(md.init)(jax.random.PRNGKey(0), t_params)
+    chunk = jax.jit(md.chunk)
+    state = state0
+    for c in range(cfg.total_iterations // cfg.chunk_iterations):
+        state, m = chunk(state, t_params, hyper, jnp.int32(c * cfg.chunk_iterations))
+    assert bool(m["finite"])
+    assert float(m["loss_0"]) > 0 and float(m["loss_1"]) > 0   # both envs are learnt
+    key = jax.random.PRNGKey(7)
+    trained = jax.jit(md.final_eval)(state.params["student"], t_params, key)
+    untrained = jax.jit(md.final_eval)(state0.params["student"], t_params, key)
+
+    def fidelity(out):
+        return float(out["agree"].sum() / out["lengths"].sum())
+
+    for e in range(2):
+        assert fidelity(trained[e]) > 0.9, (e, fidelity(trained[e]))
+        assert fidelity(trained[e]) > fidelity(untrained[e]) + 0.05
+    # the buffers hold each env's own transitions (obs widths 4 and 6)
+    assert state.buffers[0].shape[-1] != state.buffers[1].shape[-1]
+
+
+def test_config_refusals():
+    for values, msg in (({"loss": ("kl", "feature")}, "output losses only"),
+                        ({"collect": "dataset"}, "collects online"),
+                        ({"ensemble": True}, "ensemble"),
+                        ({"frame_stack": 2}, "frame_stack"),
+                        ({"network": "cnn"}, "shared trunk")):
+        with pytest.raises(config.ConfigError, match=msg):
+            config.build(config.DistillConfig, {**TINY_DISTILL, "multitask": True, **values})
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def mt_runs(tmp_path_factory):
+    from distillq import commands
+
+    d = tmp_path_factory.mktemp("mt")
+    commands.train_teacher(tiny_teacher(), out=str(d / "cart"), show_progress=False)
+    commands.train_teacher(tiny_teacher(env="Acrobot-v1"), out=str(d / "acro"),
+                           show_progress=False)
+    cfg = d / "d.toml"
+    cfg.write_text(config.to_toml(config.build(config.DistillConfig, {
+        **TINY_DISTILL, "total_steps": 1024, "chunk_steps": 16, "checkpoint_secs": 0.0})))
+    return d, cfg
+
+
+def _run(args, stdin=None, check=True):
+    p = subprocess.run(EXE + args, input=stdin, capture_output=True, text=True, timeout=600)
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+@pytest.fixture(scope="module")
+def mt_student(mt_runs):
+    d, cfg = mt_runs
+    return _run(["distill", "--multitask", "-t", str(d / "cart"), "-t", str(d / "acro"),
+                 "-c", str(cfg), "--out", str(d / "mt"), "-q"])
+
+
+def test_cli_multitask_distil_evaluate_and_refusals(mt_runs, mt_student):
+    d, cfg = mt_runs
+    p = mt_student
+    out = json.loads(p.stdout)
+    assert out["multitask"] and out["envs"] == ["CartPole-v1", "Acrobot-v1"]
+    per_env = out["evaluation"]["per_env"]
+    assert [b["env"] for b in per_env] == out["envs"]
+    assert out["params"] == networks.param_count(out["network"])
+    meta = json.loads((d / "mt" / "meta.json").read_text())
+    assert meta["multitask"]["envs"] == out["envs"] and meta["env"] == "CartPole-v1+Acrobot-v1"
+    assert [r["env"] for r in meta["teacher"]["runs"]] == out["envs"]
+    assert len(meta["lineage"]) == 2
+    # evaluate (stdin pipeline: the student and both teachers) reproduces the final numbers
+    ev = json.loads(_run(["evaluate", "--episodes", str(TINY_DISTILL["final_episodes"])],
+                         stdin=p.stdout).stdout)
+    assert len(ev["results"]) == 3
+    res = ev["results"][0]
+    for a, b in zip(res["evaluation"]["per_env"], per_env, strict=True):
+        assert a["evaluation"]["overall"]["mean"] == b["evaluation"]["overall"]["mean"]
+        assert a["evaluation"]["overall"]["fidelity"] == b["evaluation"]["overall"]["fidelity"]
+    # what takes single-env runs refuses it in one line
+    for args, msg in ((["export", str(d / "mt"), "--format", "numpy", "--out",
+                        str(d / "x.npz")], "multi-task student"),
+                      (["render", str(d / "mt"), "--out", str(d / "x.gif")],
+                       "multi-task student"),
+                      (["distill", "-t", str(d / "mt"), "--out", str(d / "s")], "cannot teach"),
+                      (["evaluate", str(d / "mt"), "--obs-noise", "0.1"], "single-env runs"),
+                      (["distill", "--multitask", "-t", str(d / "cart"), "-t", str(d / "cart"),
+                        "--out", str(d / "s2")], "one teacher run per env"),
+                      (["distill", "--multitask", "-t", str(d / "cart"), "--out", str(d / "s3")],
+                       "at least 2")):
+        r = _run(args, check=False)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_multitask_sigterm_resume_bit_identical(mt_runs, mt_student):
+    """Interrupted, then resumed: the same params as the uninterrupted run (mt_student)."""
+    import time
+
+    from distillq import checkpoint
+
+    d, cfg = mt_runs
+    teach = ["-t", str(d / "cart"), "-t", str(d / "acro")]
+    run = d / "int"
+    proc = subprocess.Popen(EXE + ["distill", "--multitask", *teach, "-c", str(cfg), "--out",
+                                   str(run), "-q"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    rows = run / "metrics.jsonl"
+    while not (rows.exists() and len(rows.read_text().splitlines()) >= 4):
+        assert proc.poll() is None and time.time() - t < 300, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "distillq distill --resume" in err
+    _run(["distill", "--resume", str(run), "-q"])
+    a = jax.tree.leaves(checkpoint.load_run(d / "mt").params)
+    b = jax.tree.leaves(checkpoint.load_run(run).params)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
