@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint lock bench study study-tiny mutation deploy clean
+.PHONY: setup run test test-fast lint lock bench study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond mutation deploy clean
 
 # Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
 # without touching them. pyproject.toml keeps the ranges, for library users.
@@ -75,3 +75,16 @@ study: setup
 # teachers"); results/study-tiny/
 study-tiny: setup
 	$(PY) scripts/tiny_study.py --out results/study-tiny
+
+# Beyond same-task imitation (README "Beyond same-task imitation: the study"): one command
+# per claim, 8 seeds, 95% CIs; results/study-beyond/<claim>.md
+study-qdagger: setup
+	$(PY) scripts/beyond_study.py qdagger
+study-multitask: setup
+	$(PY) scripts/beyond_study.py multitask
+study-privileged: setup
+	$(PY) scripts/beyond_study.py privileged
+study-robust: setup
+	$(PY) scripts/beyond_study.py robustness
+study-beyond: setup
+	$(PY) scripts/beyond_study.py all

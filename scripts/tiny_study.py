@@ -1,7 +1,7 @@
 """The tiniest students, per env: the smallest that keeps the retention bar in every seed,
 and whether a teacher assistant in between helps at that size (`make study-tiny`).
 
-    python scripts/tiny_study.py --out results/study-tiny [--envs CartPole-v1,Acrobot-v1]
+    python scripts/tiny_study.py --out results/study-tiny [--envs CartPole-v1,Acrobot-v1,...]
 
 Per env: an 8-seed teacher on the env's defaults (or --teacher-dir ENV=RUN), then for every
 (student size, collection mode) cell, 24 students (3 initialisations per teacher seed:
@@ -22,20 +22,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import _clear, _complete  # noqa: E402  (cells reused the way make study does)
+from study import _clear, _complete, bootstrap_ci  # noqa: E402  (cells reused the way make study does)
 
 SIZES = {"CartPole-v1": ["linear", "2", "4", "8", "16", "32", "64,32"],
-         "Acrobot-v1": ["linear", "2", "4", "8", "16"]}
+         "Acrobot-v1": ["linear", "2", "4", "8", "16"],
+         "MountainCar-v0": ["linear", "8", "16", "32", "64,32"]}
 BAR = {"CartPole-v1": 0.99}
 MODES = ["teacher", "student"]
-ASSISTANT = "16"
+ASSISTANT = {"MountainCar-v0": ("64,32", ("16", "32"))}   # env -> (assistant, via sizes)
+DEFAULT_ASSISTANT = ("16", ("2", "4"))
 INITS = 3
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/study-tiny")
-    ap.add_argument("--envs", default="CartPole-v1,Acrobot-v1")
+    ap.add_argument("--envs", default="CartPole-v1,Acrobot-v1,MountainCar-v0")
     ap.add_argument("--teacher-dir", action="append", default=[], metavar="ENV=RUN")
     args = ap.parse_args(argv)
     from distillq import _setup
@@ -63,11 +65,13 @@ def main(argv=None) -> int:
             for mode in MODES:
                 d = _cell(runs, env, f"{size}-{mode}", t_dir, size, mode, 8 * INITS)
                 results.append(_score(d, env, size, mode, "teacher", bar, t_seed))
-        a_dir = _cell(runs, env, "assistant", t_dir, ASSISTANT, "teacher", 8)
-        for size in ("2", "4"):
-            d = _cell(runs, env, f"{size}-student-via16", a_dir, size, "student", 8 * INITS)
-            results.append(_score(d, env, size, "student", f"assistant {ASSISTANT}", bar,
-                                  t_seed))
+        assistant, via = ASSISTANT.get(env, DEFAULT_ASSISTANT)
+        a_dir = _cell(runs, env, "assistant", t_dir, assistant, "teacher", 8)
+        for size in via:
+            d = _cell(runs, env, f"{size}-student-via{assistant.replace(',', '-')}", a_dir,
+                      size, "student", 8 * INITS)
+            results.append(_score(d, env, size, "student", f"assistant {assistant}", bar,
+                               t_seed))
     _write(out, results, time.perf_counter() - t0)
     return 0
 
@@ -102,7 +106,8 @@ def _score(d: Path, env: str, size: str, mode: str, via: str, bar: float,
     row = {"env": env, "student": size, "collect": mode, "via": via,
            "params": meta["params_per_seed"], "students": len(ret),
            "passing": sum(r >= bar for r in ret), "retention_min": min(ret),
-           "retention_mean": sum(ret) / len(ret), "bar": bar,
+           "retention_mean": sum(ret) / len(ret), "retention_ci95": bootstrap_ci(ret),
+           "retention": ret, "bar": bar,
            "teacher_params": lin[-1]["params"]}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
@@ -111,11 +116,13 @@ def _score(d: Path, env: str, size: str, mode: str, via: str, bar: float,
 def _write(out: Path, rows: list[dict], wall: float) -> None:
     (out / "tiny.json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = ["| env | student (params) | collect | taught by | students at the bar | "
-             "retention min | mean |", "|---|---|---|---|---|---|---|"]
+             "retention min | mean [95% CI] |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        lo, hi = r["retention_ci95"]
         lines.append(f"| {r['env']} | {r['student']} ({r['params']}) | {r['collect']} | "
                      f"{r['via']} | {r['passing']}/{r['students']} (bar {r['bar']:.0%}) | "
-                     f"{r['retention_min']:.1%} | {r['retention_mean']:.1%} |")
+                     f"{r['retention_min']:.1%} | {r['retention_mean']:.1%} "
+                     f"[{lo:.1%}, {hi:.1%}] |")
     lines.append(f"\n{wall / 60:.1f} min on this machine.")
     (out / "tiny.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
