@@ -44,6 +44,7 @@ MODULES = {   # module -> pytest arguments selecting the tests that exercise it,
     "distill": [ALG, "tests/test_distill.py", "tests/test_qdagger.py", "-k", "behaviour or "
                 "collect or dataset or student_keeps or objective or hidden_terms or ensemble "
                 "or output_bias or test_distill or obs_norm or lambda or td_ or from_scratch"],
+    "multitask": ["tests/test_multitask.py", "-k", "not cli and not resume"],
 }
 KEEP_BINARY = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|Pow_Mul|Mod_FloorDiv|BitOr_BitAnd|BitAnd_BitOr"
 EXCLUDE = [

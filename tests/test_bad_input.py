@@ -239,7 +239,8 @@ def test_existing_run_never_overwritten(runs):
 
 OPTS = ["--seeds", "--seed", "--steps", "--lr", "--hidden", "--env", "--num-envs", "--set",
         "--config", "--out", "--force", "-q", "--loss", "--temp", "--student", "--collect",
-        "--kl-mode", "--ensemble", "--teacher", "--episodes", "--resume", "-h", "--version",
+        "--kl-mode", "--ensemble", "--multitask", "--teacher", "--episodes", "--resume", "-h",
+        "--version",
     "--coordinator", "--num-processes", "--process-id", "--network"]
 VALUES = st.one_of(
     st.sampled_from(["0", "1", "-1", "2", "1e-3", "1e400", "nan", "inf", "-inf", "abc", "",
