@@ -55,11 +55,6 @@ class MultiTaskMLP(nn.Module):
         return (qs, tuple(hiddens)) if return_hidden else qs
 
 
-def is_multitask(meta_or_spec: dict) -> bool:
-    spec = meta_or_spec.get("network", meta_or_spec)
-    return isinstance(spec, dict) and spec.get("type") == KIND
-
-
 def make_spec(network: str, activation: str, env_list: list[envs.Env],
               obs_norm: str) -> dict:
     fields = registry.parse_network(network)   # mlp or linear (config.check)
@@ -127,6 +122,14 @@ def set_head_bias(params: Any, e: int, bias: jax.Array) -> Any:
     return {**params, "params": inner}
 
 
+def mean_retention(refs: jax.Array, returns: jax.Array):
+    """(mean over envs, per env) of the normalised retention (G_e - R_e) / (T_e - R_e), with
+    refs[e] = [T_e, R_e]; an env whose teacher is no better than random counts 0."""
+    gap = refs[:, 0] - refs[:, 1]
+    norm = jnp.where(gap > 1e-6, (returns - refs[:, 1]) / jnp.where(gap > 1e-6, gap, 1.0), 0.0)
+    return norm.mean(), norm
+
+
 class MTState(NamedTuple):
     params: Any            # {"student": params, "terms": {}}
     opt_state: Any
@@ -148,6 +151,7 @@ class MultiDistiller(NamedTuple):
     final_eval: Any        # (params, teacher_params, key) -> tuple of k comparisons
     heads: Any             # tuple of k apply functions (env e -> head e)
     layouts: tuple         # replay.Layout per env
+    behaviour: Any         # (e, state, teacher_params, t, key) -> (env e's actions, agreement)
 
 
 def make(cfg: DistillConfig, env_list: list[envs.Env], teacher_specs: list[dict]) -> MultiDistiller:
@@ -257,13 +261,6 @@ def make(cfg: DistillConfig, env_list: list[envs.Env], teacher_specs: list[dict]
                 jnp.zeros((n_terms,), jnp.float32), jnp.full((k,), jnp.nan, jnp.float32))
         return jax.lax.cond(t < cfg.total_iterations, live, lambda c, _t: (c, idle), carry, t)
 
-    def score(refs, returns):
-        """Mean normalised retention over envs (a teacher no better than random counts 0)."""
-        gap = refs[:, 0] - refs[:, 1]
-        norm = jnp.where(gap > 1e-6, (returns - refs[:, 1]) / jnp.where(gap > 1e-6, gap, 1.0),
-                         0.0)
-        return norm.mean(), norm
-
     def chunk(state: MTState, teacher_params: tuple, hyper: dict, t0: jax.Array):
         ts = t0 + jnp.arange(cfg.chunk_iterations, dtype=jnp.int32)
         (state, _, _), (loss, per_env, parts, agree) = jax.lax.scan(
@@ -276,7 +273,7 @@ def make(cfg: DistillConfig, env_list: list[envs.Env], teacher_specs: list[dict]
         if rollouts is not None:
             rets = jnp.stack([rollouts[e](student, jax.random.fold_in(k_eval, e))["returns"]
                               .mean() for e in range(k)])
-            s, norm = score(state.refs, rets)
+            s, norm = mean_retention(state.refs, rets)
             best, best_score = training.keep_best(student, best, best_score, s)
             metrics["eval_retention"] = s
             for e in range(k):
@@ -297,4 +294,5 @@ def make(cfg: DistillConfig, env_list: list[envs.Env], teacher_specs: list[dict]
         return tuple(finals[e](params, teacher_params[e], jax.random.fold_in(key, e))
                      for e in range(k))
 
-    return MultiDistiller(cfg, tuple(env_list), spec, init, chunk, final_eval, heads, layouts)
+    return MultiDistiller(cfg, tuple(env_list), spec, init, chunk, final_eval, heads, layouts,
+                          acting)

@@ -47,6 +47,82 @@ def test_encode_pads_scales_and_marks_the_env(two_envs):
     np.testing.assert_allclose(z[0, :6], norm["scale"], rtol=1e-6)
 
 
+def test_encode_keeps_leading_axes(two_envs):
+    spec = multitask.make_spec("16", "relu", two_envs, "none")
+    one = multitask.encode(spec, 0, jnp.asarray([1.0, 2.0, 3.0, 4.0]))
+    np.testing.assert_array_equal(one, [1, 2, 3, 4, 0, 0, 1, 0])
+    many = multitask.encode(spec, 1, jnp.ones((2, 3, 6)))
+    assert many.shape == (2, 3, 8)
+    np.testing.assert_array_equal(many[1, 2], [1, 1, 1, 1, 1, 1, 0, 1])
+
+
+def test_mean_retention_by_hand():
+    refs = jnp.asarray([[500.0, 20.0], [-80.0, -500.0], [10.0, 30.0]])   # [teacher, random]
+    mean, per = multitask.mean_retention(refs, jnp.asarray([260.0, -290.0, 50.0]))
+    # (260 - 20) / 480 = 0.5; (-290 + 500) / 420 = 0.5; a teacher worse than random: 0
+    np.testing.assert_allclose(per, [0.5, 0.5, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(mean, 1.0 / 3.0, rtol=1e-6)
+
+
+def _random_teachers(env_list):
+    specs = [networks.spec("32", "relu", e.obs_shape, e.num_actions) for e in env_list]
+    params = tuple(jax.tree.map(lambda x: x[None], networks.init(
+        networks.build(s), jax.random.PRNGKey(10 + i), tuple(s["obs_shape"])))
+        for i, s in enumerate(specs))
+    return specs, params
+
+
+def test_who_acts_in_each_collection_mode(two_envs):
+    specs, t_params = _random_teachers(two_envs)
+    key = jax.random.PRNGKey(3)
+    for e in range(2):
+        acts = {}
+        for mode, eps in (("teacher", 0.0), ("student", 0.0), ("mixed", 0.0), ("teacher", 1.0)):
+            cfg = tiny_distill(multitask=True, collect=mode, collect_eps=eps, num_envs=64)
+            md = multitask.make(cfg, two_envs, specs)
+            state = md.init(jax.random.PRNGKey(0), t_params)
+            teacher = jnp.argmax(networks.ensemble_apply(networks.build(specs[e]).apply)(
+                t_params[e], state.obs[e]), -1)
+            other = (int(teacher[0]) + 1) % two_envs[e].num_actions   # the student's choice
+            student_p = multitask.set_head_bias(state.params["student"], e, 100.0 * jax.nn.one_hot(
+                other, two_envs[e].num_actions))
+            state = state._replace(params={**state.params, "student": student_p})
+            student = jnp.argmax(md.heads[e](student_p, state.obs[e]), -1)
+            assert not np.array_equal(teacher, student)   # the test can tell them apart
+            early = md.behaviour(e, state, t_params, jnp.int32(0), key)[0]
+            late = md.behaviour(e, state, t_params, jnp.int32(cfg.total_iterations), key)[0]
+            acts[mode, eps] = (early, late, teacher, student)
+        early, late, teacher, student = acts["teacher", 0.0]
+        np.testing.assert_array_equal(early, teacher)
+        np.testing.assert_array_equal(late, teacher)
+        early, late, teacher, student = acts["student", 0.0]
+        np.testing.assert_array_equal(early, student)
+        np.testing.assert_array_equal(late, student)
+        early, late, teacher, student = acts["mixed", 0.0]     # beta: 1 at t = 0, 0 at the end
+        np.testing.assert_array_equal(early, teacher)
+        np.testing.assert_array_equal(late, student)
+        early, _, teacher, _ = acts["teacher", 1.0]            # epsilon 1: uniform actions
+        assert not np.array_equal(early, teacher)
+        assert set(np.asarray(early).tolist()) == set(range(two_envs[e].num_actions))
+
+
+def test_no_update_before_learning_starts(two_envs):
+    specs, t_params = _random_teachers(two_envs)
+    cfg = tiny_distill(multitask=True, learning_starts=4 * 40, chunk_steps=32, total_steps=512)
+    md = multitask.make(cfg, two_envs, specs)
+    hyper = {"temp": jnp.float32(1.0), "weights": jnp.ones((1,), jnp.float32)}
+    state0 = md.init(jax.random.PRNGKey(0), t_params)
+    chunk = jax.jit(md.chunk)
+    s1, m1 = chunk(state0, t_params, hyper, jnp.int32(0))     # iterations 0..31 < 40
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state0.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(m1["loss"]) == 0.0
+    s2, m2 = chunk(s1, t_params, hyper, jnp.int32(32))        # 40..63 learn
+    assert float(m2["loss"]) > 0.0
+    assert not np.array_equal(s2.params["student"]["params"]["q_0"]["kernel"],
+                              s1.params["student"]["params"]["q_0"]["kernel"])
+
+
 def test_each_env_is_answered_by_its_own_head(two_envs):
     spec = multitask.make_spec("16", "relu", two_envs, "none")
     params = multitask.init_params(spec, jax.random.PRNGKey(0))
@@ -69,10 +145,7 @@ def test_each_env_is_answered_by_its_own_head(two_envs):
 def test_student_learns_every_env_from_its_own_teacher(two_envs):
     """Random teachers of CartPole and Acrobot: one student imitates both (fidelity on each
     env against that env's teacher); a student trained for no steps does not."""
-    specs = [networks.spec("32", "relu", e.obs_shape, e.num_actions) for e in two_envs]
-    t_params = tuple(jax.tree.map(lambda x: x[None], networks.init(
-        networks.build(s), jax.random.PRNGKey(10 + i), tuple(s["obs_shape"])))
-        for i, s in enumerate(specs))
+    specs, t_params = _random_teachers(two_envs)
     cfg = tiny_distill(total_steps=3072, network="32", chunk_steps=64, multitask=True)
     md = multitask.make(cfg, two_envs, specs)
     hyper = {"temp": jnp.float32(1.0), "weights": jnp.ones((1,), jnp.float32)}
