@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from distillq import distill as D
 from distillq import envs, evaluate, networks, registry, replay, training
 from distillq.config import DistillConfig
 from distillq.dqn import optimizer
@@ -155,8 +156,6 @@ class MultiDistiller(NamedTuple):
 
 
 def make(cfg: DistillConfig, env_list: list[envs.Env], teacher_specs: list[dict]) -> MultiDistiller:
-    from distillq import distill as D
-
     k = len(env_list)
     spec = make_spec(cfg.network, cfg.activation, env_list, cfg.obs_norm)
     heads = tuple(task_apply(spec, e) for e in range(k))
