@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 # Tests share one compilation cache in a temp dir (hermetic, still faster on re-compiles).
@@ -22,6 +24,34 @@ TINY_TEACHER = dict(num_envs=4, total_steps=1024, learning_starts=64, buffer_siz
 TINY_DISTILL = dict(num_envs=4, total_steps=512, learning_starts=32, buffer_size=256,
                     batch_size=32, chunk_steps=32, eval_episodes=2, final_episodes=4,
                     network="16")
+
+
+def invoke(args: list[str], stdin: str = "") -> tuple[int, str, str]:
+    """The CLI in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    from distillq import cli
+
+    old = cli.sys.stdin
+    cli.sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main(args)
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        cli.sys.stdin = old
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(args, stdin="") -> str:
+    code, out, err = invoke(args, stdin)
+    assert code == 2, (code, err)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("distillq: error: "), err
+    assert "Traceback" not in err and out == ""
+    return lines[0]
 
 
 def tiny_teacher(**kw) -> config.TeacherConfig:

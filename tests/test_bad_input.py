@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import shutil
@@ -11,35 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import invoke, one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distillq import cli, commands
-
-
-def invoke(args: list[str], stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = cli.sys.stdin
-    cli.sys.stdin = io.StringIO(stdin)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.main(args)
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        cli.sys.stdin = old
-    return code, out.getvalue(), err.getvalue()
-
-
-def one_line_error(args, stdin="") -> str:
-    code, out, err = invoke(args, stdin)
-    assert code == 2, (code, err)
-    lines = [x for x in err.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("distillq: error: "), err
-    assert "Traceback" not in err and out == ""
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
