@@ -77,3 +77,19 @@ def teacher_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "teacher"
     summary = commands.train_teacher(tiny_teacher(), out=str(out), show_progress=False)
     return out, summary
+
+
+# The longest test files first: `make test` hands whole files to two workers in collection
+# order, so a long file collected last (alphabetically, test_resume.py) would run alone at
+# the end while the other worker idles.
+LONGEST_FIRST = ("test_resume.py", "test_families.py", "test_parallel.py", "test_multitask.py",
+                 "test_export.py", "test_cli.py", "test_signals.py", "test_bad_input.py",
+                 "test_algorithms.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)   # stable: the order within a file is kept

@@ -217,7 +217,7 @@ def _run(args, stdin=None, check=True):
 def mt_student(mt_runs):
     d, cfg = mt_runs
     return _run(["distill", "--multitask", "-t", str(d / "cart"), "-t", str(d / "acro"),
-                 "-c", str(cfg), "--out", str(d / "mt"), "-q"])
+                 "-c", str(cfg), "--temp", "1,4", "--out", str(d / "mt"), "-q"])
 
 
 def test_cli_multitask_distil_evaluate_and_refusals(mt_runs, mt_student):
@@ -227,6 +227,10 @@ def test_cli_multitask_distil_evaluate_and_refusals(mt_runs, mt_student):
     assert out["multitask"] and out["envs"] == ["CartPole-v1", "Acrobot-v1"]
     per_env = out["evaluation"]["per_env"]
     assert [b["env"] for b in per_env] == out["envs"]
+    assert out["students"] == 4      # a temperature sweep: 2 points x 2 seeds
+    for b in per_env:
+        assert [p["temp"] for p in b["evaluation"]["per_point"]] == [1.0, 4.0]
+        assert [r["point"] for r in b["evaluation"]["per_seed"]] == [0, 0, 1, 1]
     assert out["params"] == networks.param_count(out["network"])
     meta = json.loads((d / "mt" / "meta.json").read_text())
     assert meta["multitask"]["envs"] == out["envs"] and meta["env"] == "CartPole-v1+Acrobot-v1"
@@ -265,9 +269,10 @@ def test_multitask_sigterm_resume_bit_identical(mt_runs, mt_student):
     d, cfg = mt_runs
     teach = ["-t", str(d / "cart"), "-t", str(d / "acro")]
     run = d / "int"
-    proc = subprocess.Popen(EXE + ["distill", "--multitask", *teach, "-c", str(cfg), "--out",
-                                   str(run), "-q"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(EXE + ["distill", "--multitask", *teach, "-c", str(cfg),
+                                   "--temp", "1,4", "--out", str(run), "-q"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     t = time.time()
     rows = run / "metrics.jsonl"
     while not (rows.exists() and len(rows.read_text().splitlines()) >= 4):
