@@ -13,9 +13,10 @@ def load_teachers(teacher_dirs: list[str], point: int | None = None,
     """Complete runs that can teach together (same env, same architecture): teacher runs, or
     student runs (chains: teacher -> assistant -> student; born-again students). A student
     run that swept several points teaches from one of them, `point`."""
-    runs = [select_point(checkpoint.load_run(p), point) for p in teacher_dirs]
-    for r in runs:
+    runs = [checkpoint.load_run(p) for p in teacher_dirs]
+    for r in runs:   # before a point is chosen: no point of such a run can teach
         check_can_teach(r)
+    runs = [select_point(r, point) for r in runs]
     if multitask:   # one run per env (commands.distill_multitask checks them)
         return runs
     first = runs[0].meta
