@@ -313,6 +313,7 @@ def distill_multitask(cfg: config.DistillConfig | None, teacher_dirs: list[str] 
     import jax
     import numpy as np
 
+    from distillq import distill as D
     from distillq import envs, multitask, parallel
 
     started = time.perf_counter() if started is None else started
@@ -342,7 +343,7 @@ def distill_multitask(cfg: config.DistillConfig | None, teacher_dirs: list[str] 
         limits.preflight_multitask(cfg, md.layouts, md.net_spec, t_specs, n_students)
     t_params = tuple(teachers.per_student_params([r], seed_index[e], n_students)
                      for e, r in enumerate(runs))
-    hyper = _hyper(cfg, [points[p] for p in point_of])
+    hyper = D.hyper_arrays([points[p] for p in point_of], cfg.term_names)
     if resume is None:
         meta = checkpoint.base_meta("student", "+".join(env_names), md.net_spec, student_seeds,
                                     config.to_dict(cfg))
@@ -389,12 +390,6 @@ def distill_multitask(cfg: config.DistillConfig | None, teacher_dirs: list[str] 
             "teacher_params": [_param_count(s) for s in t_specs],
             "evaluation": evaluation, **stats,
             "shown": sorted({*shown, str(files.dir.resolve())})}
-
-
-def _hyper(cfg: config.DistillConfig, points: list[dict]):
-    from distillq import distill as D
-
-    return D.hyper_arrays(points, cfg.term_names)
 
 
 def _relpath(target: Path, start: Path) -> str:
