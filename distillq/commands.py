@@ -500,7 +500,7 @@ def _evaluate_multitask(run: checkpoint.Run, episodes: int, with_teacher: bool =
     keys = _eval_keys(seeds)
     t_runs = _teachers_of(run, with_teacher)
     chunk = min(episodes, EVAL_CHUNK)
-    finals, timing = [], []
+    finals, compile_s, run_s = [], 0.0, 0.0
     for e, name in enumerate(names):
         env, apply = envs.make(name), multitask.task_apply(spec, e)
         if t_runs is not None:
@@ -514,10 +514,9 @@ def _evaluate_multitask(run: checkpoint.Run, episodes: int, with_teacher: bool =
             fn = jax.jit(jax.vmap(evaluate.make_rollout(env, apply, chunk),
                                   in_axes=(0, 0, None, None)))
             args = (params, jax.vmap(lambda k, e=e: jax.random.fold_in(k, e))(keys), None)
-        out, compile_s, run_s = _chunked(fn, args, episodes, chunk,
-                                         f"evaluate {run.path.name} on {name}")
+        out, c_s, r_s = _chunked(fn, args, episodes, chunk, f"evaluate {run.path.name} on {name}")
         finals.append(out)
-        timing.append((out, compile_s, run_s))
+        compile_s, run_s = compile_s + c_s, run_s + r_s
     result: dict[str, Any] = {
         "run_dir": str(run.path), "kind": meta["kind"], "env": meta["env"], "multitask": True,
         "envs": names, "seeds": seeds, "params": _param_count(spec), "network": spec}
@@ -530,15 +529,15 @@ def _evaluate_multitask(run: checkpoint.Run, episodes: int, with_teacher: bool =
             seeds, out["returns"])} for n, out in zip(names, finals, strict=True)]}
     result["evaluation"] = ev
     result["speed"] = {
-        "eval_env_steps_per_s": round(sum(float(o["lengths"].sum()) for o, _, _ in timing)
-                                      / max(sum(r for _, _, r in timing), 1e-9), 1),
-        "eval_compile_s": round(sum(c for _, c, _ in timing), 3),
-        "eval_s": round(sum(r for _, _, r in timing), 3)}
-    for block in ev["per_env"]:
-        if show:
+        "eval_env_steps_per_s": round(sum(float(o["lengths"].sum()) for o in finals)
+                                      / max(run_s, 1e-9), 1),
+        "eval_compile_s": round(compile_s, 3),
+        "eval_s": round(run_s, 3)}
+    if show:
+        for block in ev["per_env"]:
             summaries.print_eval_table(f"{meta['kind']} {run.path} on {block['env']}",
                                        block["evaluation"]["per_seed"])
-    if not show:
+    else:
         console.print(f"[dim]{meta['kind']} {run.path}: the same numbers as its tables above"
                       "[/dim]")
     return result

@@ -84,6 +84,23 @@ def teacher_prob(cfg: DistillConfig, t: jax.Array) -> jax.Array:
     return jnp.clip(1.0 - t / (cfg.mix_fraction * cfg.total_iterations), 0.0, 1.0)
 
 
+def collecting_action(cfg: DistillConfig, t_greedy: jax.Array, s_greedy: jax.Array,
+                      t: jax.Array, key: jax.Array, num_actions: int) -> jax.Array:
+    """The acting policy's actions [E] (cfg.collect: teacher, student or mixed; dataset
+    collects with the teacher), epsilon-greedy with collect_eps."""
+    k_eps, k_rand, k_mix = jax.random.split(key, 3)
+    n = t_greedy.shape[0]
+    if cfg.collect in ("teacher", "dataset"):
+        act = t_greedy
+    elif cfg.collect == "student":
+        act = s_greedy
+    else:  # mixed
+        teacher_acts = jax.random.uniform(k_mix, (n,)) < teacher_prob(cfg, t)
+        act = jnp.where(teacher_acts, t_greedy, s_greedy)
+    explore = jax.random.uniform(k_eps, (n,)) < cfg.collect_eps
+    return jnp.where(explore, jax.random.randint(k_rand, (n,), 0, num_actions), act)
+
+
 def lambda_linear(cfg: DistillConfig, t: jax.Array) -> jax.Array:
     """lambda_schedule linear: 1 -> 0 over lambda_fraction of the iterations."""
     return jnp.clip(1.0 - t / (cfg.lambda_fraction * cfg.total_iterations), 0.0, 1.0)
@@ -215,18 +232,9 @@ def make_distiller(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Dis
 
     def behaviour(state: DistillState, teacher_params, t, key):
         """Actions of the collecting policy, the teacher's and the student's greedy ones."""
-        k_eps, k_rand, k_mix = jax.random.split(key, 3)
         t_greedy = jnp.argmax(t_apply(teacher_params, state.obs), -1)
         s_greedy = jnp.argmax(apply(state.params["student"], student_input(state)), -1)
-        if cfg.collect in ("teacher", "dataset"):
-            act = t_greedy
-        elif cfg.collect == "student":
-            act = s_greedy
-        else:  # mixed
-            teacher_acts = jax.random.uniform(k_mix, (E,)) < teacher_prob(cfg, t)
-            act = jnp.where(teacher_acts, t_greedy, s_greedy)
-        explore = jax.random.uniform(k_eps, (E,)) < cfg.collect_eps
-        act = jnp.where(explore, jax.random.randint(k_rand, (E,), 0, env.num_actions), act)
+        act = collecting_action(cfg, t_greedy, s_greedy, t, key, env.num_actions)
         return act, t_greedy, s_greedy
 
     def iteration(carry, t):

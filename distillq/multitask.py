@@ -210,19 +210,9 @@ def make(cfg: DistillConfig, env_list: list[envs.Env], teacher_specs: list[dict]
         return optax.apply_updates(train, upd), opt_state, loss, per_env, parts
 
     def acting(e, state, teacher_params, t, key):
-        k_eps, k_rand, k_mix = jax.random.split(key, 3)
         t_greedy = jnp.argmax(t_applies[e](teacher_params[e], state.obs[e]), -1)
         s_greedy = jnp.argmax(heads[e](state.params["student"], state.obs[e]), -1)
-        if cfg.collect == "teacher":
-            act = t_greedy
-        elif cfg.collect == "student":
-            act = s_greedy
-        else:
-            act = jnp.where(jax.random.uniform(k_mix, (E,)) < D.teacher_prob(cfg, t),
-                            t_greedy, s_greedy)
-        explore = jax.random.uniform(k_eps, (E,)) < cfg.collect_eps
-        act = jnp.where(explore, jax.random.randint(k_rand, (E,), 0,
-                                                    env_list[e].num_actions), act)
+        act = D.collecting_action(cfg, t_greedy, s_greedy, t, key, env_list[e].num_actions)
         return act, jnp.mean((t_greedy == s_greedy).astype(jnp.float32))
 
     def live(carry, t):
