@@ -32,6 +32,7 @@ DQ = [sys.executable, "-m", "distillq"]
 TIMING = {"compile_s", "train_s", "eval_s", "wall_s", "steps_per_s", "speed", "eval_wall_s",
           "created", "devices", "processes", "distillq_version", "run_dir", "shown",
           "relative_run_dir", "teacher", "original_teacher", "lineage", "out"}
+# (applied inside each case: "teacher" is also a case name)
 
 
 def cases(d: Path) -> list[tuple[str, list[str]]]:
@@ -92,10 +93,7 @@ def params_hash(run_dir: Path) -> str:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    try:
-        from distillq.runs import store
-    except ImportError:     # the layout before the house was rebuilt
-        from distillq import checkpoint as store
+    from distillq.runs import store
 
     params = store.restore_params(run_dir)
     h = hashlib.sha256()
@@ -132,6 +130,10 @@ def record_all(d: Path) -> dict:
     return {name: run_case(name, argv, d) for name, argv in cases(d)}
 
 
+def _isnan(x) -> bool:
+    return isinstance(x, float) and x != x  # noqa: PLR0124
+
+
 def diff(a, b, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -146,7 +148,7 @@ def diff(a, b, path: str = "") -> list[str]:
             return [f"{path}: length {len(a)} -> {len(b)}"]
         return [x for i, (u, v) in enumerate(zip(a, b, strict=True))
                 for x in diff(u, v, f"{path}[{i}]")]
-    return [] if a == b or (a != a and b != b) else [f"{path}: {a!r} -> {b!r}"]
+    return [] if a == b or (_isnan(a) and _isnan(b)) else [f"{path}: {a!r} -> {b!r}"]
 
 
 def main() -> None:
@@ -161,7 +163,7 @@ def main() -> None:
         args.file.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
         print(f"recorded {len(got)} cases in {args.file}")
         return
-    want = scrub(json.loads(args.file.read_text()))
+    want = {k: scrub(v) for k, v in json.loads(args.file.read_text()).items()}
     problems = []
     for name in got:
         d = diff(want.get(name), got[name], name)
