@@ -2,7 +2,7 @@
 
 
 def main() -> None:
-    from distillq import signals
+    from distillq.runs import signals
 
     signals.install()   # before anything slow is imported: a Ctrl-C now is handled too
     from distillq.cli import main as cli_main

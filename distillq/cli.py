@@ -17,7 +17,7 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from distillq import __version__, registry  # noqa: E402
+from distillq import __version__, pipes, registry  # noqa: E402
 from distillq.errors import ConfigError, DistillqError, Interrupted  # noqa: E402
 
 
@@ -72,7 +72,6 @@ def _d(kind: str, key: str) -> str:
     return f" [default: {v}]"
 
 
-STDIN_LIMIT = 16 * 2**20   # characters of upstream JSON read from stdin, at most
 _LOSS_HELP = "; ".join(f"{kind}: {', '.join(registry.losses_of_kind(kind))}"
                        for kind in registry.LOSS_KINDS if registry.losses_of_kind(kind))
 Int = Annotated[str | None, typer.Option(metavar="N", show_default=False)]
@@ -98,7 +97,8 @@ PidOpt = Annotated[str | None, typer.Option(
 
 def _distributed(coordinator: str | None, num_processes: str | None,
                  process_id: str | None) -> None:
-    from distillq import config, parallel, pipes
+    from distillq import config
+    from distillq.runs import parallel
 
     pipes.protect_stdout()   # before gloo can print on fd 1
     n = None if num_processes is None else config.coerce("num_processes", num_processes, int)
@@ -108,14 +108,14 @@ def _distributed(coordinator: str | None, num_processes: str | None,
 
 def _resume(command: str, run_dir: str, quiet: bool) -> None:
     """Continue an interrupted run of `command` (its saved config, nothing else)."""
-    from distillq import checkpoint
+    from distillq.runs import store
 
-    checkpoint.read_meta(run_dir)  # fail fast, before importing jax
-    from distillq import commands, pipes
+    store.read_meta(run_dir)  # fail fast, before importing jax
+    import importlib
 
     pipes.protect_stdout()
-    pipes.emit(getattr(commands, command)(None, resume=run_dir, show_progress=not quiet,
-                                           started=_STARTED))
+    cmd = importlib.import_module(f"distillq.commands.{command}")
+    pipes.emit(cmd.run(None, resume=run_dir, show_progress=not quiet, started=_started()))
 
 
 ResumeOpt = Annotated[str | None, typer.Option(
@@ -152,61 +152,10 @@ def _overrides(sets: list[str] | None, **flags: str | None) -> dict:
     return over
 
 
-def _read_stdin() -> str:
-    """Upstream JSON from stdin. The time spent waiting for it (the upstream command runs
-    meanwhile in a pipeline) is not counted in this command's wall_s."""
-    global _STARTED
-    t = time.perf_counter()
-    try:
-        text = sys.stdin.read(STDIN_LIMIT + 1)   # bounded: `< /dev/zero` must not fill memory
-    except (UnicodeDecodeError, OSError) as e:
-        raise DistillqError(f"cannot read stdin: {type(e).__name__}") from None
-    _STARTED += time.perf_counter() - t
-    if len(text) > STDIN_LIMIT:
-        raise DistillqError(f"stdin holds more than {STDIN_LIMIT // 2**20} MB: not the JSON "
-                            "output of a distillq command")
-    return text
-
-
-def _upstream(what: str) -> dict:
-    """The upstream command's JSON (its run_dir, and `shown`: the runs whose tables the
-    pipeline has printed so far)."""
-    from distillq.pipes import read_upstream
-
-    if sys.stdin is None or sys.stdin.isatty():
-        raise DistillqError(f"no {what} given: pass it as an argument, or pipe the JSON output "
-                            "of the previous distillq command into this one")
-    return read_upstream(_read_stdin())
-
-
-def _shown(upstream: dict | None) -> list[str]:
-    shown = (upstream or {}).get("shown")
-    return [x for x in shown if isinstance(x, str)] if isinstance(shown, list) else []
-
-
-def _existing_runs(paths: list[str]) -> list[str]:
-    """Several paths (e.g. `runs/*`): skip those that are not run dirs, with a warning; one
-    path must be a run dir."""
-    from distillq import checkpoint
-    from distillq.errors import RunDirError
-    from distillq.runner import warn
-
-    if len(paths) == 1:
-        checkpoint.read_meta(paths[0])
-        return paths
-    kept, skipped = [], []
-    for p in paths:
-        try:
-            checkpoint.read_meta(p)
-            kept.append(p)
-        except RunDirError as e:
-            skipped.append(str(e))
-    if not kept:
-        raise RunDirError(f"none of the {len(paths)} paths given is a distillq run dir "
-                          f"({skipped[0]})")
-    for why in skipped:
-        warn(f"skipped: {why}")
-    return kept
+def _started() -> float:
+    """When this command started, not counting the time spent waiting for stdin (the
+    upstream command runs meanwhile in a pipeline)."""
+    return _STARTED + pipes.waited_s
 
 
 @app.command("train-teacher")
@@ -242,23 +191,23 @@ def train_teacher(
 ) -> None:
     """Train a DQN teacher on a gymnax env, all seeds in one jitted call. Defaults come from
     configs/teacher.toml, then the env's configs/envs/<env>.toml, then --config, then flags."""
-    from distillq import checkpoint, config
+    from distillq import config
+    from distillq.runs import store
 
     _only_resume(resume, config=config_path, seeds=seeds, seed=seed, env=env, steps=steps,
                  hidden=hidden, num_envs=num_envs, lr=lr, set=sets, out=out, force=force)
     if resume is not None:
-        return _resume("train_teacher", resume, quiet)
+        return _resume("train", resume, quiet)
     over = _overrides(sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
                       network=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
-    checkpoint.check_writable_parent(out)
+    store.check_writable_parent(out)
     _distributed(coordinator, num_processes, process_id)
-    from distillq import commands, pipes
+    from distillq.commands import train
 
     pipes.protect_stdout()
-
-    pipes.emit(commands.train_teacher(cfg, out=out, force=force, show_progress=not quiet,
-                                       started=_STARTED))
+    pipes.emit(train.run(cfg, out=out, force=force, show_progress=not quiet,
+                         started=_started()))
 
 
 @app.command("distill")
@@ -326,7 +275,8 @@ def distill(
     """Distil teacher run(s) into a smaller student; sweeps in one call. Defaults come from
     configs/distill.toml, then the teacher env's configs/envs/<env>.toml, then --config, then
     flags."""
-    from distillq import checkpoint, config
+    from distillq import config
+    from distillq.runs import store
 
     _only_resume(resume, teacher=teacher, teacher_point=teacher_point, loss=loss, temp=temp,
                  kl_mode=kl_mode, env=env, student_obs=student_obs, frame_stack=frame_stack,
@@ -347,21 +297,13 @@ def distill(
     if multitask is not None:
         over["multitask"] = multitask
     first = config.load("distill", config_path, over)   # fail fast, before waiting for stdin
-    n_seeds = None
-    if seeds is not None:
-        n_seeds = config.coerce("seeds", seeds, int)
-        if n_seeds < 1:
-            raise ConfigError(f"seeds: must be >= 1, got {n_seeds}")
-    point = None
-    if teacher_point is not None:
-        point = config.coerce("teacher-point", teacher_point, int)
-        if point < 0:
-            raise ConfigError(f"teacher-point: must be >= 0, got {point}")
-    checkpoint.check_writable_parent(out)
-    upstream = None if teacher else _upstream("teacher run")
+    n_seeds = config.parse_int("seeds", seeds, lo=1)
+    point = config.parse_int("teacher-point", teacher_point)
+    store.check_writable_parent(out)
+    upstream = None if teacher else pipes.upstream("teacher run")
     teacher_dirs = list(teacher) if teacher else [upstream["run_dir"]]
     for t in teacher_dirs:
-        meta = checkpoint.read_meta(t)  # fail fast, before importing jax
+        meta = store.read_meta(t)  # fail fast, before importing jax
         if env is not None and meta["env"] != env:
             raise DistillqError(f"env mismatch: teacher {t} was trained on {meta['env']}, "
                                 f"not {env}")
@@ -369,13 +311,12 @@ def distill(
     cfg = first if first.multitask else config.load("distill", config_path, over,
                                                     env=meta["env"])
     _distributed(coordinator, num_processes, process_id)
-    from distillq import commands, pipes
+    from distillq.commands import distill as command
 
     pipes.protect_stdout()
-
-    pipes.emit(commands.distill(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
-                                 show_progress=not quiet, started=_STARTED,
-                                 shown=_shown(upstream), teacher_point=point))
+    pipes.emit(command.run(cfg, teacher_dirs, seeds=n_seeds, out=out, force=force,
+                           show_progress=not quiet, started=_started(),
+                           shown=pipes.shown(upstream), teacher_point=point))
 
 
 @app.command("evaluate")
@@ -399,30 +340,27 @@ def evaluate(
 ) -> None:
     """Evaluate teacher/student runs: returns, retention, fidelity, size and speed; with
     --env-param/--obs-noise, also under each shift (a vmap axis)."""
-    from distillq import config, robustness
+    from distillq import config
+    from distillq.core import robustness
+    from distillq.runs import store
 
     shifts = None
     if env_param or obs_noise is not None:
         shifts = robustness.grid(robustness.parse_env_params(env_param or []),
                                  robustness.parse_noise(obs_noise))
 
-    n = 100 if episodes is None else config.coerce("episodes", episodes, int)
-    if n < 1:
-        raise ConfigError(f"episodes: must be >= 1, got {n}")
-    if n > 2**31 - 1:
-        raise ConfigError(f"episodes: {n:,} is beyond the 2^31 - 1 episodes one evaluation "
-                          "numbers")
-    upstream = None if runs else _upstream("run")
-    paths = _existing_runs(list(runs) if runs else [upstream["run_dir"]])  # before jax loads
-    from distillq import commands, pipes
+    n = config.parse_int("episodes", episodes, 100, lo=1,
+                         beyond="{v:,} is beyond the 2^31 - 1 episodes one evaluation numbers")
+    upstream = None if runs else pipes.upstream("run")
+    paths = store.existing_runs(list(runs) if runs else [upstream["run_dir"]])  # before jax
+    from distillq.commands import evaluate as command
 
     pipes.protect_stdout()
-
     t0 = time.perf_counter()
-    out = commands.evaluate_runs(paths, episodes=n, with_teacher=not no_teacher,
-                                 add_teachers=upstream is not None and not no_teacher,
-                                 shown=_shown(upstream), shifts=shifts)
-    out["wall_s"] = round(time.perf_counter() - _STARTED, 3)
+    out = command.run(paths, episodes=n, with_teacher=not no_teacher,
+                      add_teachers=upstream is not None and not no_teacher,
+                      shown=pipes.shown(upstream), shifts=shifts)
+    out["wall_s"] = round(time.perf_counter() - _started(), 3)
     out["eval_wall_s"] = round(time.perf_counter() - t0, 3)
     if len(paths) == 1:  # a single run asked for: its summary also sits at the top level
         out["run_dir"] = out["results"][0]["run_dir"]
@@ -456,44 +394,27 @@ def export(
     forward pass on env states: same greedy action, Q-values to 1e-4."""
     from pathlib import Path
 
-    from distillq import checkpoint, config
+    from distillq import config
+    from distillq.runs import store
 
-    path = run if run is not None else _upstream("run")["run_dir"]
-    meta = checkpoint.read_meta(path)           # fail fast, before importing jax
-    i = 0 if seed_index is None else config.coerce("seed_index", seed_index, int)
-    n = 10_000 if states is None else config.coerce("states", states, int)
-    if not 1 <= n <= 10_000_000:
-        raise ConfigError(f"states: must be in 1..10,000,000, got {n}")
+    path = run if run is not None else pipes.upstream("run")["run_dir"]
+    meta = store.read_meta(path)           # fail fast, before importing jax
+    i = config.parse_int("seed_index", seed_index, 0)
+    n = config.parse_int("states", states, 10_000, lo=1, hi=10_000_000)
     out_dir = out or str(Path("exports") / f"{Path(path).resolve().name}-{fmt}"
                          f"{'-int8' if int8 else ''}")
     if fmt not in ("numpy", "c", "onnx"):
         raise ConfigError(f"--format must be one of numpy, c, onnx; got {fmt!r}")
     if meta["status"] != "complete":
         raise DistillqError(f"run {path} is not complete (status: {meta['status']})")
-    from distillq import _setup, export, pipes
+    from distillq import _setup
 
     _setup.configure()
+    from distillq.commands import export as command
+
     pipes.protect_stdout()
-    res = export.export_run(path, fmt, out_dir, seed_index=i, int8=int8, force=force,
-                            states=n, bench=bench)
-    _print_export(res)
-    pipes.emit(res)
-
-
-def _print_export(res: dict) -> None:
-    from distillq.runner import console
-
-    par = res.get("parity", {})
-    if "skipped" in par:
-        console.print(f"[yellow]parity not checked: {par['skipped']}[/yellow]")
-    else:
-        console.print(f"{res['format']} export of {res['run_dir']} -> {res['out']}: "
-                      f"{par['action_mismatches']} action mismatches on "
-                      f"{par['decided_states']:,} decided states (of {par['states']:,}), "
-                      f"max relative Q error {par['max_rel_q_error']:.2e}")
-    if "latency_us" in res:
-        console.print("batch-1 decision, median µs: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in res["latency_us"].items()))
+    pipes.emit(command.run(path, fmt, out_dir, seed_index=i, int8=int8, force=force,
+                           states=n, bench=bench))
 
 
 @app.command("render")
@@ -517,22 +438,24 @@ def render(
 ) -> None:
     """Draw one greedy episode as a GIF with gymnax's visualiser (a student beside its
     teacher on the same episode)."""
-    from distillq import checkpoint, config
+    from distillq import config
+    from distillq.runs import store
 
-    path = run if run is not None else _upstream("run")["run_dir"]
-    checkpoint.read_meta(path)
-    i = 0 if seed_index is None else config.coerce("seed_index", seed_index, int)
-    e = 0 if episode is None else config.coerce("episode", episode, int)
-    n = 120 if max_frames is None else config.coerce("max_frames", max_frames, int)
+    path = run if run is not None else pipes.upstream("run")["run_dir"]
+    store.read_meta(path)
+    i = config.parse_int("seed_index", seed_index, 0)
+    e = config.parse_int("episode", episode, 0)
+    n = config.parse_int("max_frames", max_frames, 120)
     if not 0 <= e < 2**31 - 1 or not 2 <= n <= 10_000:
         raise ConfigError("--episode must be >= 0 and --max-frames in 2..10000")
-    from distillq import _setup, pipes
-    from distillq import render as R
+    from distillq import _setup
 
     _setup.configure()
+    from distillq.commands import render as command
+
     pipes.protect_stdout()
-    pipes.emit(R.render_run(path, out, seed_index=i, episode_index=e,
-                            with_teacher=not no_teacher, max_frames=n, force=force))
+    pipes.emit(command.run(path, out, seed_index=i, episode_index=e,
+                           with_teacher=not no_teacher, max_frames=n, force=force))
 
 
 @app.command("report")
@@ -548,38 +471,15 @@ def report(
         "runs")] = None,
 ) -> None:
     """Write learning-curve and comparison plots (PNG) and a markdown table for runs."""
-    from distillq import checkpoint
-
-    paths = _existing_runs(list(runs) if runs else _stdin_runs())
     from pathlib import Path
 
-    from distillq import pipes
-    from distillq import report as R
+    from distillq.runs import store
+
+    paths = store.existing_runs(list(runs) if runs else pipes.upstream_run_dirs())
+    from distillq.commands import report as command
 
     pipes.protect_stdout()
-
-    if out is None:
-        out_dir, lock = checkpoint.new_run_dir("report")
-        lock.release()
-        (out_dir / checkpoint.LOCK).unlink(missing_ok=True)
-    else:
-        out_dir = Path(out)
-        checkpoint.check_writable_parent(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise DistillqError(f"{out_dir} exists and is not a directory")
-    result = R.make_report(paths, out_dir, Path(gifs) if gifs else None)
-    result.pop("table")
-    pipes.emit(result)
-
-
-def _stdin_runs() -> list[str]:
-    """Run dirs from upstream JSON: evaluate's results, or a single run_dir."""
-    if sys.stdin is None or sys.stdin.isatty():
-        raise DistillqError("no run given: pass run dirs, or pipe the JSON output of a "
-                            "distillq command into this one")
-    from distillq.pipes import upstream_runs
-
-    return upstream_runs(_read_stdin())
+    pipes.emit(command.run(paths, Path(out) if out else None, Path(gifs) if gifs else None))
 
 
 def _fail(msg: str, code: int) -> None:
@@ -616,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         _fail("interrupted", 130)
     except Interrupted as e:
-        from distillq import signals
+        from distillq.runs import signals
 
         sys.stderr.write(f"distillq: interrupted; resume with: {e.resume_cmd}\n")
         _silence_stderr_after_message()
@@ -632,7 +532,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         _fail(" ".join(msg.split()), code if code else 2)
     except KeyboardInterrupt as e:   # in-process callers; the process's handler exits itself
-        from distillq import signals
+        from distillq.runs import signals
 
         name = f" ({e.args[0]})" if e.args and str(e.args[0]).startswith("SIG") else ""
         note = getattr(e, "note", "")

@@ -68,6 +68,10 @@ class _Schedule:
     def total_updates(self) -> int:
         return max(1, (self.total_iterations - self.warmup_iterations) * self.updates_per_step)
 
+    def env_iterations(self, t: int) -> int:
+        """Vectorised env steps taken in the first t iterations."""
+        return t
+
 
 @dataclass(frozen=True)
 class TeacherConfig(_Schedule):
@@ -259,6 +263,10 @@ class DistillConfig(_Schedule):
         if self.collect == "dataset":   # collect the whole dataset, then fit it
             return self.dataset_iterations
         return math.ceil(self.learning_starts / self.num_envs)
+
+    def env_iterations(self, t: int) -> int:
+        """Vectorised env steps taken in the first t iterations (a dataset stops growing)."""
+        return min(t, self.dataset_iterations) if self.collect == "dataset" else t
 
     def check(self) -> None:
         _check_fields(self)
@@ -533,6 +541,22 @@ def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | 
             raise ConfigError(msg if source in msg else f"{msg} (in {source})") from None
     values.update(over)
     return build(cls, values, source=layers[-1][1] if layers else "")
+
+
+def parse_int(name: str, text: str | None, default: int | None = None, *, lo: int = 0,
+              hi: int = 2**31 - 1, beyond: str = "") -> int | None:
+    """An integer option of a command (not a config key): `default` when not given, else
+    coerced and checked against lo..hi, with one-line errors ("name: must be >= lo"; above
+    hi: `beyond`, or "must be in lo..hi")."""
+    if text is None:
+        return default
+    v = coerce(name, text, int)
+    if v < lo:
+        raise ConfigError(f"{name}: must be >= {lo}, got {v}")
+    if v > hi:
+        raise ConfigError(f"{name}: {beyond.format(v=v)}" if beyond
+                          else f"{name}: must be in {lo:,}..{hi:,}, got {v}")
+    return v
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:

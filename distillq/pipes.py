@@ -1,15 +1,18 @@
 """The pipe protocol: one JSON object on stdout per command, upstream JSON read from stdin.
 
-Humans' output (progress, tables, warnings) goes to stderr through runner.console.
+Humans' output (progress, tables, warnings) goes to stderr (runs/console.py).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
-from distillq.errors import RunDirError
+from distillq.errors import DistillqError, RunDirError
 
+STDIN_LIMIT = 16 * 2**20   # characters of upstream JSON read from stdin, at most
 _json_out = None
+waited_s = 0.0             # time spent waiting for stdin (the upstream command running)
 
 
 def protect_stdout() -> None:
@@ -37,6 +40,46 @@ def emit(obj: dict) -> None:
     out = _json_out if _json_out is not None else sys.stdout
     out.write(json.dumps(obj) + "\n")
     out.flush()
+
+
+def read_stdin() -> str:
+    """Upstream JSON from stdin, bounded (`< /dev/zero` must not fill memory). The time spent
+    waiting for it is added to `waited_s`: a pipeline's command does not count it."""
+    global waited_s
+    t = time.perf_counter()
+    try:
+        text = sys.stdin.read(STDIN_LIMIT + 1)
+    except (UnicodeDecodeError, OSError) as e:
+        raise DistillqError(f"cannot read stdin: {type(e).__name__}") from None
+    waited_s += time.perf_counter() - t
+    if len(text) > STDIN_LIMIT:
+        raise DistillqError(f"stdin holds more than {STDIN_LIMIT // 2**20} MB: not the JSON "
+                            "output of a distillq command")
+    return text
+
+
+def _piped(what: str) -> str:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise DistillqError(f"no {what} given: pass it as an argument, or pipe the JSON output "
+                            "of the previous distillq command into this one")
+    return read_stdin()
+
+
+def upstream(what: str) -> dict:
+    """The upstream command's JSON (its run_dir, and `shown`: the runs whose tables the
+    pipeline has printed so far)."""
+    return read_upstream(_piped(what))
+
+
+def upstream_run_dirs() -> list[str]:
+    """Run dirs from upstream JSON: evaluate's results, or a single run_dir."""
+    return upstream_runs(_piped("run"))
+
+
+def shown(upstream_obj: dict | None) -> list[str]:
+    """The runs whose tables the pipeline has printed so far."""
+    out = (upstream_obj or {}).get("shown")
+    return [x for x in out if isinstance(x, str)] if isinstance(out, list) else []
 
 
 def read_upstream(stdin_text: str) -> dict:

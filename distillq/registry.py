@@ -33,6 +33,7 @@ class NetworkType:
     impl: str                            # flax module class with from_spec(spec)
     layers: Callable[[dict], int]        # spec -> number of hidden activations it exposes
     image: bool = False                  # needs (height, width, channels) observations
+    named: bool = True                   # users name it (--hidden/--student); else built
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -58,6 +59,10 @@ def _parse_linear(opts: str | None) -> dict:
     return {}
 
 
+def _parse_none(_opts: str | None) -> dict:
+    raise ValueError("this network type is built by distillq, not named")
+
+
 def _parse_cnn(opts: str | None) -> dict:
     if not opts:
         return {"channels": 16, "kernel": 3, "dense": [128]}
@@ -68,14 +73,18 @@ def _parse_cnn(opts: str | None) -> dict:
 NETWORKS: dict[str, NetworkType] = {n.name: n for n in (
     NetworkType("mlp", "W,W,...  or  mlp:W,W,...",
                 "fully connected: flattened observation -> hidden layers -> Q",
-                _parse_mlp, "distillq.networks:MLP", lambda s: len(s["hidden"])),
+                _parse_mlp, "distillq.core.networks:MLP", lambda s: len(s["hidden"])),
     NetworkType("linear", "linear", "no hidden layer: flattened observation -> Q "
-                "(|obs|·|A| + |A| parameters)", _parse_linear, "distillq.networks:Linear",
+                "(|obs|·|A| + |A| parameters)", _parse_linear, "distillq.core.networks:Linear",
                 lambda s: 0),
     NetworkType("cnn", "cnn  or  cnn:C,H,...",
                 "MinAtar network (Young & Tian 2019): 3x3 conv with C channels (16), ReLU, "
-                "flatten, dense layers H,... (128), Q", _parse_cnn, "distillq.networks:CNN",
+                "flatten, dense layers H,... (128), Q", _parse_cnn, "distillq.core.networks:CNN",
                 lambda s: 1 + len(s["dense"]), image=True),
+    NetworkType("multitask", "distill --multitask", "one student for several envs: each env's "
+                "flattened, scaled observation zero-padded and followed by a one-hot env id, a "
+                "shared MLP trunk (--student sizes), one Q-head per env", _parse_none,
+                "distillq.core.networks:MultiTaskMLP", lambda s: len(s["hidden"]), named=False),
 )}
 
 
@@ -86,10 +95,11 @@ def parse_network(text: str) -> dict:
     """
     text = text.strip()
     name, sep, opts = text.partition(":")
-    if not sep and name not in NETWORKS:       # a bare size list is an MLP
+    named = [n for n, t in NETWORKS.items() if t.named]
+    if not sep and name not in named:          # a bare size list is an MLP
         name, opts = "mlp", text
-    if name not in NETWORKS:
-        raise ValueError(f"unknown network type {name!r}; valid: {', '.join(NETWORKS)} "
+    if name not in named:
+        raise ValueError(f"unknown network type {name!r}; valid: {', '.join(named)} "
                          "(or MLP sizes such as 64,32)")
     return {"type": name, **NETWORKS[name].parse(opts.strip() or None)}
 
@@ -106,6 +116,8 @@ def network_text(spec: dict) -> str:
         return ",".join(map(str, spec["hidden"]))
     if kind == "cnn":
         return "cnn:" + ",".join(map(str, [spec["channels"], *spec["dense"]]))
+    if kind == "multitask":
+        return "multitask:" + ",".join(map(str, spec["hidden"]))
     return kind
 
 
@@ -124,27 +136,28 @@ class LossType:
     name: str
     kind: str
     doc: str
-    impl: str                       # term(x: losses.TermInputs, params) -> scalar
+    impl: str                       # build(losses.TermOptions) -> term(TermInputs, params)
     params: str | None = None       # init(key, student_dim, teacher_dim, k) -> trainable params
 
 
 LOSSES: dict[str, LossType] = {t.name: t for t in (
     LossType("mse", "output", "mean squared error of Q-values (ensemble: of the mean Q)",
-             "distillq.losses:term_mse"),
+             "distillq.core.losses:term_mse"),
     LossType("kl", "output", "KL of softened policies, --temp and --kl-mode (ensemble: of "
-             "the mean policy)", "distillq.losses:term_kl"),
+             "the mean policy)", "distillq.core.losses:term_kl"),
     LossType("ce", "output", "cross-entropy to the teacher's greedy action (ensemble: to the "
-             "mean one-hot policy)", "distillq.losses:term_ce"),
+             "mean one-hot policy)", "distillq.core.losses:term_ce"),
     LossType("td", "td", "the student's own n-step (double) DQN TD error on the collected "
              "transitions, with its own target network (td_* options); other terms' weights "
-             "follow --set lambda_schedule", "distillq.losses:term_td"),
+             "follow --set lambda_schedule", "distillq.core.losses:term_td"),
     LossType("feature", "hidden", "FitNets: squared error of a learned linear projection of "
-             "a student hidden layer to a teacher hidden layer", "distillq.losses:term_feature",
-             params="distillq.losses:init_projection"),
+             "a student hidden layer to a teacher hidden layer",
+             "distillq.core.losses:term_feature",
+             params="distillq.core.losses:init_projection"),
     LossType("rkd_distance", "hidden", "relational KD: pairwise distances of the batch's "
-             "embeddings", "distillq.losses:term_rkd_distance"),
+             "embeddings", "distillq.core.losses:term_rkd_distance"),
     LossType("rkd_angle", "hidden", "relational KD: triplet angles of the batch's embeddings",
-             "distillq.losses:term_rkd_angle"),
+             "distillq.core.losses:term_rkd_angle"),
 )}
 
 

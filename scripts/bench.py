@@ -179,13 +179,14 @@ def bench_eval_throughput(teacher_dir: str, episodes: int = 1000, reps: int = 3)
     import jax
     import jax.numpy as jnp
 
-    from distillq import checkpoint, envs, evaluate, networks
+    from distillq.core import envs, networks, rollout
+    from distillq.runs import store
 
-    run = checkpoint.load_run(teacher_dir)
+    run = store.load_run(teacher_dir)
     env = envs.make(run.meta["env"])
     net = networks.build(run.meta["network"])
     params = jax.tree.map(lambda x: jnp.asarray(x[0]), run.params)
-    greedy = jax.jit(evaluate.make_rollout(env, net.apply, episodes))
+    greedy = jax.jit(rollout.make_rollout(env, net.apply, episodes))
 
     def random_rollout(key):
         k_reset, k_steps = jax.random.split(key)
@@ -226,7 +227,9 @@ def bench_loop_efficiency(seeds: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from distillq import _setup, config, dqn, envs, runner
+    from distillq import _setup, config
+    from distillq.core import dqn, envs
+    from distillq.runs import runner
 
     _setup.configure()
     cfg = config.load("teacher", None, {"seeds": seeds})

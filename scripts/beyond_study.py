@@ -67,7 +67,8 @@ class Study:
 
     def distil(self, label: str, teachers: list[Path], over: dict, env: str | None) -> dict:
         """A cell of 8 students (reused when complete); returns its meta.json."""
-        from distillq import checkpoint, commands, config
+        from distillq import commands, config
+        from distillq.runs import store
 
         d = self.runs / label
         if not _complete(d):
@@ -77,7 +78,7 @@ class Study:
             commands.distill(cfg, [str(t) for t in teachers], seeds=SEEDS, out=str(d),
                              show_progress=False)
             print(f"{label}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        return checkpoint.read_meta(d)
+        return store.read_meta(d)
 
     def write(self, claim: str, lines: list[str], data: dict, wall: float) -> None:
         lines = [*lines, "", f"{SEEDS} seeds per cell; 95% CIs: percentile bootstrap of the "
@@ -168,7 +169,7 @@ def _single_width(env, budget: float) -> int:
 
 
 def multitask_claim(st: Study, args) -> None:
-    from distillq import envs, multitask
+    from distillq.core import envs, multitask
 
     t_dirs = [st.teacher(e) for e in MT_ENVS]
     env_objs = [envs.make(e) for e in MT_ENVS]
@@ -247,7 +248,7 @@ NOISES = [0.0, 0.05, 0.2]
 
 def robustness(st: Study, args) -> None:
     from distillq import commands
-    from distillq import robustness as rb
+    from distillq.core import robustness as rb
 
     env = "CartPole-v1"
     t_dir = st.teacher(env)

@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="distill total_steps override")
     args = ap.parse_args(argv)
 
-    from distillq import commands, config, networks
+    from distillq import commands, config
+    from distillq.core import networks
 
     out = Path(args.out)
     runs = out / "runs"

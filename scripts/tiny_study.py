@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     from distillq import _setup
 
     _setup.configure()
-    from distillq import checkpoint, commands, config
+    from distillq import commands, config
+    from distillq.runs import store
 
     out = Path(args.out)
     runs = out / "runs"
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
             _clear(t_dir)
             cfg = config.load("teacher", None, {"env": env, "seeds": 8}, env=env)
             commands.train_teacher(cfg, out=str(t_dir), show_progress=False)
-        teacher = checkpoint.read_meta(t_dir)
+        teacher = store.read_meta(t_dir)
         t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
 
         for size in SIZES.get(env, SIZES["CartPole-v1"]):
@@ -92,14 +93,14 @@ def _cell(runs: Path, env: str, label: str, src: Path, size: str, mode: str, n: 
 def _score(d: Path, env: str, size: str, mode: str, via: str, bar: float,
            t_seed: list[float]) -> dict:
     """Each student's retention against the original teacher seed it descends from."""
-    from distillq import checkpoint
+    from distillq.runs import store
 
-    meta = checkpoint.read_meta(d)
+    meta = store.read_meta(d)
     rows = meta["evaluation"]["per_seed"]
     lin = meta["lineage"]
     idx = meta["teacher"]["seed_index"]
     if len(lin) > 1:   # through the assistant: its own teacher seeds
-        a_meta = checkpoint.read_meta(lin[0]["run_dir"])
+        a_meta = store.read_meta(lin[0]["run_dir"])
         idx = [a_meta["teacher"]["seed_index"][i] for i in idx]
     ret = [(r["mean"] - r["random_mean"]) / (t_seed[j] - r["random_mean"])
            for r, j in zip(rows, idx, strict=True)]

@@ -64,7 +64,7 @@ def tiny_distill(**kw) -> config.DistillConfig:
 
 @pytest.fixture(scope="session")
 def cartpole():
-    from distillq import envs
+    from distillq.core import envs
 
     return envs.make("CartPole-v1")
 

@@ -3,7 +3,7 @@ DQN target so that a learned Q-value can be checked against a number computed by
 
 They speak gymnax 1.0's interface (reset/step with auto-reset, six step outputs,
 info["final_observation"], action_space(params).n, observation_space(params).shape) and are
-wrapped by distillq.envs.from_gymnax like any gymnax env.
+wrapped by distillq.core.envs.from_gymnax like any gymnax env.
 
 - one_step:  obs [1]; reward 1; terminated after 1 step.            Q* = 1 (both actions)
 - chain:     obs one-hot of step k < L; reward 1 on the last step;
@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from distillq import envs
+from distillq.core import envs
 
 
 class Params(NamedTuple):

@@ -19,7 +19,8 @@ import probes
 import pytest
 from conftest import tiny_distill, tiny_teacher
 
-from distillq import distill, dqn, evaluate, losses, networks, replay, teachers, training
+from distillq.core import distill, dqn, loop, losses, networks, replay, rollout
+from distillq.runs import teachers
 
 # one compiled probe run per case: small, linear Q-networks converge fast and deterministically;
 # epsilon stays at 0.5 so that every (state, action) keeps being visited
@@ -183,9 +184,9 @@ def test_teacher_keeps_the_best_evaluated_params(cartpole):
 
 def test_keep_best_ties_take_the_newer_params():
     new, old = {"w": jnp.ones(2)}, {"w": jnp.zeros(2)}
-    best, ret = training.keep_best(new, old, jnp.float32(3.0), jnp.float32(3.0))
+    best, ret = loop.keep_best(new, old, jnp.float32(3.0), jnp.float32(3.0))
     assert float(best["w"][0]) == 1.0 and float(ret) == 3.0
-    best, ret = training.keep_best(new, old, jnp.float32(3.0), jnp.float32(2.0))
+    best, ret = loop.keep_best(new, old, jnp.float32(3.0), jnp.float32(2.0))
     assert float(best["w"][0]) == 0.0 and float(ret) == 3.0
 
 
@@ -230,16 +231,16 @@ def test_greedy_rollout_counts_only_the_first_episode():
     p = networks.set_output_bias(jax.tree.map(jnp.zeros_like, networks.init(
         net, jax.random.PRNGKey(0), env.obs_shape)), jnp.array([0.0, 1.0]))
     other = networks.set_output_bias(p, jnp.array([1.0, 0.0]))      # always disagrees
-    out = evaluate.make_rollout(env, net.apply, 5, other_apply=net.apply)(
+    out = rollout.make_rollout(env, net.apply, 5, other_apply=net.apply)(
         p, jax.random.PRNGKey(0), other)
     np.testing.assert_array_equal(np.asarray(out["returns"]), 1.0)
     np.testing.assert_array_equal(np.asarray(out["lengths"]), 4.0)
     np.testing.assert_array_equal(np.asarray(out["agree"]), 0.0)
-    same = evaluate.make_rollout(env, net.apply, 5, other_apply=net.apply)(
+    same = rollout.make_rollout(env, net.apply, 5, other_apply=net.apply)(
         p, jax.random.PRNGKey(0), p)
     np.testing.assert_array_equal(np.asarray(same["agree"]), 4.0)
     low = networks.set_output_bias(p, jnp.array([1.0, 0.0]))          # acts 0; other acts 1
-    out = evaluate.make_rollout(env, net.apply, 5, other_apply=net.apply)(
+    out = rollout.make_rollout(env, net.apply, 5, other_apply=net.apply)(
         low, jax.random.PRNGKey(0), p)
     np.testing.assert_array_equal(np.asarray(out["agree"]), 0.0)
 
@@ -248,14 +249,14 @@ def test_random_policy_draws_every_action_uniformly():
     """The baseline of normalised retention: on the action probe (reward 1 for action 1),
     uniform random play scores 0.5 on average."""
     env = probes.make("action")
-    out = evaluate.make_rollout(env, None, 2000)(None, jax.random.PRNGKey(0))
+    out = rollout.make_rollout(env, None, 2000)(None, jax.random.PRNGKey(0))
     assert float(np.mean(out["returns"])) == pytest.approx(0.5, abs=0.05)
 
 
 def test_comparison_gives_teacher_and_student_the_same_episodes(cartpole):
     net = networks.build(networks.spec("8", "relu", cartpole.obs_shape, cartpole.num_actions))
     p = networks.init(net, jax.random.PRNGKey(3), cartpole.obs_shape)
-    cmp = evaluate.make_comparison(cartpole, net.apply, net.apply, 6)
+    cmp = rollout.make_comparison(cartpole, net.apply, net.apply, 6)
     out = cmp(p, p, jax.random.PRNGKey(0))
     np.testing.assert_array_equal(np.asarray(out["returns"]),
                                   np.asarray(out["teacher_returns"]))
@@ -273,7 +274,7 @@ def _linear_teacher_run(env, biases: list[list[float]]):
     params = [networks.set_output_bias(zero, jnp.asarray(b)) for b in biases]
     stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *params)
     meta = {"seeds": list(range(len(biases))), "network": spec, "env": env.name}
-    return teachers.checkpoint.Run(None, meta, stacked), spec
+    return teachers.store.Run(None, meta, stacked), spec
 
 
 def _distiller(env, t_spec, **kw):
@@ -343,9 +344,9 @@ def test_collected_actions_reach_the_buffer(mode):
 
 
 def test_dataset_buffer_is_fixed_after_collection(teacher_run, cartpole):
-    from distillq import checkpoint
+    from distillq.runs import store
 
-    run = checkpoint.load_run(teacher_run[0])
+    run = store.load_run(teacher_run[0])
     cfg = tiny_distill(collect="dataset", dataset_steps=128, chunk_steps=32, total_steps=512)
     assert cfg.dataset_iterations == 32
     d = distill.make_distiller(cfg, cartpole, run.meta["network"])
@@ -365,9 +366,9 @@ def test_dataset_buffer_is_fixed_after_collection(teacher_run, cartpole):
 
 
 def test_student_keeps_its_best_evaluated_params(teacher_run, cartpole):
-    from distillq import checkpoint
+    from distillq.runs import store
 
-    run = checkpoint.load_run(teacher_run[0])
+    run = store.load_run(teacher_run[0])
     cfg = tiny_distill(chunk_steps=16)
     d = distill.make_distiller(cfg, cartpole, run.meta["network"])
     tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([run], [0], 1))
@@ -509,7 +510,7 @@ def test_student_output_bias_starts_at_the_teachers_mean_q():
 
 
 def test_normalised_retention_hand_computed():
-    from distillq import summaries
+    from distillq.runs import summaries
 
     # Acrobot-like negative returns: student -90, teacher -80, random -500
     assert summaries.normalised_retention(-90.0, -80.0, -500.0) == pytest.approx(410 / 420)
@@ -523,7 +524,7 @@ def test_normalised_retention_hand_computed():
 
 
 def test_student_evaluation_reports_normalised_and_raw_retention():
-    from distillq import summaries
+    from distillq.runs import summaries
 
     meta = {"seeds": [0, 1], "teacher": {"seeds": [0, 1]}}
     final = {"returns": np.array([[-90.0, -90.0], [-200.0, -200.0]]),
@@ -557,7 +558,7 @@ def test_cnn_conv_equals_flax_conv():
 
 
 def test_bounds_input_scaling_maps_bounded_dimensions_to_unit_range():
-    from distillq import envs
+    from distillq.core import envs
 
     mc = envs.make("MountainCar-v0")           # position [-1.2, 0.6], velocity [-0.07, 0.07]
     sc = envs.input_scaling(mc)
@@ -581,11 +582,11 @@ def test_chunked_evaluation_equals_one_call(cartpole):
     net = networks.build(networks.spec("8", "relu", cartpole.obs_shape, cartpole.num_actions))
     params = jax.vmap(lambda k: networks.init(net, k, cartpole.obs_shape))(
         jax.random.split(jax.random.PRNGKey(0), 2))
-    keys = jnp.stack([evaluate.eval_key(s) for s in (0, 1)])
-    whole = jax.vmap(evaluate.make_rollout(cartpole, net.apply, 7))(params, keys)
-    part = jax.jit(jax.vmap(evaluate.make_rollout(cartpole, net.apply, 3),
+    keys = jnp.stack([rollout.eval_key(s) for s in (0, 1)])
+    whole = jax.vmap(rollout.make_rollout(cartpole, net.apply, 7))(params, keys)
+    part = jax.jit(jax.vmap(rollout.make_rollout(cartpole, net.apply, 3),
                             in_axes=(0, 0, None, None)))
-    out = evaluate.in_chunks(lambda first: part(params, keys, None, jnp.int32(first)), 7, 3)
+    out = rollout.in_chunks(lambda first: part(params, keys, None, jnp.int32(first)), 7, 3)
     for k in ("returns", "lengths"):
         assert out[k].shape == (2, 7)
         np.testing.assert_array_equal(out[k], np.asarray(whole[k]))
@@ -596,10 +597,10 @@ def test_masked_mean_of_the_chunk_metrics():
     """Per-chunk loss metrics average only the iterations that learned."""
     v = jnp.array([5.0, 1.0, 2.0, 6.0])
     m = jnp.array([False, True, True, False])
-    assert float(training.masked_mean(v, m)) == pytest.approx(1.5)
-    assert float(training.masked_mean(v, jnp.zeros(4, bool))) == 0.0           # warm-up only
+    assert float(loop.masked_mean(v, m)) == pytest.approx(1.5)
+    assert float(loop.masked_mean(v, jnp.zeros(4, bool))) == 0.0           # warm-up only
     parts = jnp.array([[1.0, 10.0], [3.0, 30.0], [100.0, 100.0]])              # [iters, terms]
-    np.testing.assert_allclose(np.asarray(training.masked_mean(parts, jnp.array([1, 1, 0],
+    np.testing.assert_allclose(np.asarray(loop.masked_mean(parts, jnp.array([1, 1, 0],
                                                                                 bool))),
                                [2.0, 20.0])
 
@@ -673,9 +674,9 @@ def test_no_update_before_learning_starts_then_every_iteration():
 
 
 def test_student_no_update_before_learning_starts(teacher_run, cartpole):
-    from distillq import checkpoint
+    from distillq.runs import store
 
-    run = checkpoint.load_run(teacher_run[0])
+    run = store.load_run(teacher_run[0])
     cfg = tiny_distill(learning_starts=4 * 16, chunk_steps=8)
     assert cfg.warmup_iterations == 16
     d = distill.make_distiller(cfg, cartpole, run.meta["network"])
@@ -699,9 +700,9 @@ def test_fidelity_counts_only_equal_actions(cartpole):
     def always(a):
         return lambda _p, obs: jax.nn.one_hot(jnp.full(obs.shape[:1], a), 2)
 
-    key = evaluate.eval_key(0)
+    key = rollout.eval_key(0)
     for act, other, same in ((0, 1, False), (1, 0, False), (1, 1, True)):
-        out = evaluate.make_rollout(cartpole, always(act), 4, other_apply=always(other))(
+        out = rollout.make_rollout(cartpole, always(act), 4, other_apply=always(other))(
             None, key, None)
         assert np.all(np.asarray(out["lengths"]) > 0)
         want = np.asarray(out["lengths"]) if same else np.zeros(4)

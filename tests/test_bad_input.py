@@ -243,7 +243,8 @@ ARGS = st.tuples(
 def stubbed(monkeypatch):
     """Valid arguments must not start training: stub the work behind the CLI, keeping the
     checks a command makes before any work (network spec, integer ranges, memory)."""
-    from distillq import dqn, envs, limits
+    from distillq.core import dqn, envs
+    from distillq.runs import limits
 
     def fake(*_a, **_k):
         return {"run_dir": "stub", "kind": "stub"}

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import tiny_distill
 
-from distillq import checkpoint, commands, summaries, teachers
+from distillq import commands
 from distillq.errors import RunDirError
+from distillq.runs import store, summaries, teachers
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_a_sweep_run_teaches_only_one_named_point(sweep, tmp_path):
         teachers.load_teachers([run])
     with pytest.raises(RunDirError, match="no point 2"):
         teachers.load_teachers([run], 2)
-    full = checkpoint.load_run(run)
+    full = store.load_run(run)
     for p in (0, 1):
         (view,) = teachers.load_teachers([run], p)
         idx = [i for i, q in enumerate(full.meta["point_index"]) if q == p]

@@ -6,8 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from distillq import checkpoint, networks
+from distillq.core import networks
 from distillq.errors import RunDirError
+from distillq.runs import store
 
 
 def test_teacher_run_layout_and_roundtrip(teacher_run):
@@ -17,7 +18,7 @@ def test_teacher_run_layout_and_roundtrip(teacher_run):
     meta = json.loads((path / "meta.json").read_text())
     assert meta["kind"] == "teacher" and meta["status"] == "complete"
     assert meta["seeds"] == [0, 1] and meta["env"] == "CartPole-v1"
-    run = checkpoint.load_run(path, kind="teacher")
+    run = store.load_run(path, kind="teacher")
     k = run.params["params"]["hidden_0"]["kernel"]
     assert isinstance(k, np.ndarray) and k.shape == (2, 4, 32)
     assert networks.param_count(meta["network"]) == summary["params"]
@@ -48,33 +49,33 @@ def test_params_load_with_plain_orbax_and_flax(teacher_run):
 def test_existing_run_is_never_overwritten(teacher_run, tmp_path):
     path, _ = teacher_run
     with pytest.raises(RunDirError, match="already exists"):
-        checkpoint.new_run_dir("teacher", path)
+        store.new_run_dir("teacher", path)
     other = tmp_path / "notarun"
     other.mkdir()
     (other / "precious.txt").write_text("x")
     with pytest.raises(RunDirError, match="not a distillq run dir"):
-        checkpoint.new_run_dir("teacher", other, force=True)
+        store.new_run_dir("teacher", other, force=True)
     assert (other / "precious.txt").exists()
 
 
 def test_fresh_names_never_collide(tmp_path):
     dirs = set()
     for _ in range(5):
-        d, lock = checkpoint.new_run_dir("teacher", root=tmp_path)
+        d, lock = store.new_run_dir("teacher", root=tmp_path)
         lock.release()
         dirs.add(d)
     assert len(dirs) == 5
 
 
 def test_second_writer_is_refused(tmp_path):
-    d, lock = checkpoint.new_run_dir("teacher", tmp_path / "r")
+    d, lock = store.new_run_dir("teacher", tmp_path / "r")
     try:
         with pytest.raises(RunDirError, match="in use"):
-            checkpoint.RunLock(d).acquire()
-        assert checkpoint.is_locked(d)
+            store.RunLock(d).acquire()
+        assert store.is_locked(d)
     finally:
         lock.release()
-    assert not checkpoint.is_locked(d)
+    assert not store.is_locked(d)
 
 
 def _copy(src, dst):
@@ -85,17 +86,17 @@ def _copy(src, dst):
 def test_wrong_kind_missing_and_incomplete(teacher_run, tmp_path):
     path, _ = teacher_run
     with pytest.raises(RunDirError, match="a student run is expected"):
-        checkpoint.load_run(path, kind="student")
+        store.load_run(path, kind="student")
     with pytest.raises(RunDirError, match="run dir not found"):
-        checkpoint.load_run(tmp_path / "nope")
+        store.load_run(tmp_path / "nope")
     with pytest.raises(RunDirError, match="no meta.json"):
-        checkpoint.load_run(tmp_path)
+        store.load_run(tmp_path)
     c = _copy(path, tmp_path / "running")
     meta = json.loads((c / "meta.json").read_text())
     meta["status"] = "running"
     (c / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(RunDirError, match="not complete"):
-        checkpoint.load_run(c)
+        store.load_run(c)
 
 
 @pytest.mark.parametrize("damage", ["truncate_data", "flip_data", "no_metadata", "no_params",
@@ -125,4 +126,4 @@ def test_damaged_checkpoint_is_a_run_dir_error(teacher_run, tmp_path, damage):
     elif damage == "meta_fields":
         (c / "meta.json").write_text('{"kind": "teacher"}')
     with pytest.raises(RunDirError):
-        checkpoint.load_run(c)
+        store.load_run(c)

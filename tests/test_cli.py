@@ -168,9 +168,9 @@ def test_divergence_stops_keeps_last_good_checkpoint_and_says_where(cfgs, tmp_pa
     assert "last good full-state checkpoint (env step" in lines[0]
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["status"] == "diverged" and "NaN/Inf" in meta["error"]
-    from distillq import checkpoint
+    from distillq.runs import store
 
-    assert checkpoint.has_state(run_dir) and not (run_dir / "params").exists()
+    assert store.has_state(run_dir) and not (run_dir / "params").exists()
 
 
 def test_report_from_evaluate_pipe_writes_plots_and_table(trained, tmp_path):

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from conftest import tiny_distill
 
-from distillq import checkpoint, commands, distill, evaluate, losses, networks, replay, teachers
+from distillq import commands
+from distillq.core import distill, losses, networks, replay, rollout
+from distillq.runs import store, teachers
 
 
 def _batch(obs):
@@ -18,7 +20,7 @@ def _batch(obs):
 
 @pytest.fixture(scope="module")
 def teacher(teacher_run):
-    return checkpoint.load_run(teacher_run[0], kind="teacher")
+    return store.load_run(teacher_run[0], kind="teacher")
 
 
 def _train(cfg, env, teacher, seeds=(0, 1), points=None, seed_index=None, chunks=None):
@@ -46,7 +48,7 @@ def test_each_output_loss_reduces_its_loss(loss, teacher, cartpole):
     first, last = ms[1]["loss"], ms[-1]["loss"]   # chunk 0 is mostly warm-up
     assert np.all(last <= first + 1e-6) and last.sum() < first.sum(), [m["loss"] for m in ms]
     out = jax.jit(jax.vmap(d.final_eval))(state.best_params, tparams,
-                                          jnp.stack([evaluate.eval_key(s) for s in (0, 1)]))
+                                          jnp.stack([rollout.eval_key(s) for s in (0, 1)]))
     assert out["returns"].shape == (2, cfg.final_episodes)
     assert np.all(np.asarray(out["agree"]) <= np.asarray(out["lengths"]))
 
@@ -148,7 +150,7 @@ def test_baselines_are_the_comparison_s_teacher_and_random_sides(teacher, cartpo
     net = networks.build(d.net_spec)
     sparams = jax.vmap(lambda k: networks.init(net, k, (4,)))(
         jax.random.PRNGKey(0)[None])
-    keys = jnp.stack([evaluate.eval_key(0)])
+    keys = jnp.stack([rollout.eval_key(0)])
     alone = jax.jit(jax.vmap(d.baselines))(tparams, keys)
     both = jax.jit(jax.vmap(d.final_eval))(sparams, tparams, keys)
     np.testing.assert_array_equal(np.asarray(alone["teacher"]),

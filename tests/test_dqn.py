@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import tiny_teacher
 
-from distillq import dqn
+from distillq.core import dqn
 
 
 def test_epsilon_linear_schedule():
@@ -75,9 +75,9 @@ def test_target_network_hard_update(cartpole):
 
 def test_final_eval_shapes(runs):
     cfg, (tr, state, _), _ = runs
-    from distillq import evaluate
+    from distillq.core import rollout
 
-    keys = jnp.stack([evaluate.eval_key(s) for s in (0, 1)])
+    keys = jnp.stack([rollout.eval_key(s) for s in (0, 1)])
     out = jax.jit(jax.vmap(tr.final_eval))(state.params, keys)
     assert out["returns"].shape == (2, cfg.final_episodes)
     assert np.all(np.asarray(out["returns"]) >= 1)

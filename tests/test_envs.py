@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from distillq import envs
+from distillq.core import envs
 
 
 def test_truncation_is_done_but_not_terminated(cartpole):
@@ -53,7 +53,7 @@ def test_fast_import_matches_gymnax_make_in_a_fresh_process():
 
     code = """
 import sys, jax, jax.numpy as jnp, numpy as np
-from distillq import envs
+from distillq.core import envs
 e = envs.make("CartPole-v1")
 assert "matplotlib" not in sys.modules and "seaborn" not in sys.modules
 keys = jax.random.split(jax.random.PRNGKey(0), 3)

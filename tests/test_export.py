@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import tiny_distill, tiny_teacher
 
-from distillq import checkpoint, commands, export
+from distillq import commands, export
+from distillq.runs import store
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
@@ -77,7 +78,7 @@ def test_the_numpy_policy_runs_without_distillq(runs, tmp_path):
     """policy.py needs numpy only: run it in a fresh interpreter without distillq or jax
     on the path, and compare its actions with distillq's."""
     res = export.export_run(str(runs / "mlp"), "numpy", str(tmp_path / "np"), states=200)
-    obs = export.sample_states(checkpoint.load_run(runs / "mlp"), 200, 0)
+    obs = export.sample_states(store.load_run(runs / "mlp"), 200, 0)
     np.save(tmp_path / "obs.npy", obs)
     code = ("import sys, json, numpy as np\nsys.path.insert(0, sys.argv[1])\n"
             "from policy import Policy\npi = Policy(sys.argv[1] + '/policy.npz')\n"
@@ -86,7 +87,7 @@ def test_the_numpy_policy_runs_without_distillq(runs, tmp_path):
     p = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path / "np"),
                         str(tmp_path / "obs.npy")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
-    run = checkpoint.load_run(runs / "mlp")
+    run = store.load_run(runs / "mlp")
     one = jax.tree.map(lambda x: x[0], run.params)
     want = np.argmax(export.reference_q(run.meta["network"], one, obs), -1)
     assert json.loads(p.stdout) == want.tolist()

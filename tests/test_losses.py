@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distillq import losses
+from distillq.core import losses
 
 
 def _softmax(x):

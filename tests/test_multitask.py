@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from conftest import TINY_DISTILL, one_line_error, tiny_distill, tiny_teacher
 
-from distillq import config, envs, multitask, networks
+from distillq import config
+from distillq.core import envs, multitask, networks
 
 EXE = [sys.executable, "-m", "distillq"]
 
@@ -264,7 +265,7 @@ def test_multitask_sigterm_resume_bit_identical(mt_runs, mt_student):
     """Interrupted, then resumed: the same params as the uninterrupted run (mt_student)."""
     import time
 
-    from distillq import checkpoint
+    from distillq.runs import store
 
     d, cfg = mt_runs
     teach = ["-t", str(d / "cart"), "-t", str(d / "acro")]
@@ -283,7 +284,7 @@ def test_multitask_sigterm_resume_bit_identical(mt_runs, mt_student):
     assert proc.returncode == 130, err[-2000:]
     assert "distillq distill --resume" in err
     _run(["distill", "--resume", str(run), "-q"])
-    a = jax.tree.leaves(checkpoint.load_run(d / "mt").params)
-    b = jax.tree.leaves(checkpoint.load_run(run).params)
+    a = jax.tree.leaves(store.load_run(d / "mt").params)
+    b = jax.tree.leaves(store.load_run(run).params)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)

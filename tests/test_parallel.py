@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import TINY_TEACHER
 
-from distillq import _setup, checkpoint, config
+from distillq import _setup, config
+from distillq.runs import store
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
@@ -41,7 +42,7 @@ def _run(args, env=None):
 def _leaves(run):
     import jax
 
-    return jax.tree.leaves(checkpoint.load_run(run).params)
+    return jax.tree.leaves(store.load_run(run).params)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,6 @@ def test_multi_process_interrupt_resumes_on_one_host(tmp_path):
     for _, err in outs:
         assert f"resume with: distillq train-teacher --resume {run}" in err
     meta = json.loads((run / "meta.json").read_text())
-    assert meta["status"] == "interrupted" and checkpoint.has_state(run)
+    assert meta["status"] == "interrupted" and store.has_state(run)
     res = _run(["train-teacher", "--resume", str(run), "-q"])
     assert res["seeds"] == [0, 1, 2, 3] and len(res["evaluation"]["per_seed"]) == 4

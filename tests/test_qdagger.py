@@ -10,8 +10,9 @@ import optax
 import pytest
 from conftest import tiny_distill
 
-from distillq import checkpoint, distill, evaluate, networks, replay, teachers
+from distillq.core import distill, networks, replay, rollout
 from distillq.errors import ConfigError
+from distillq.runs import store, teachers
 
 GAMMA = 0.9
 
@@ -103,7 +104,7 @@ def test_config_rules():
 
 @pytest.fixture(scope="module")
 def teacher(teacher_run):
-    return checkpoint.load_run(teacher_run[0])
+    return store.load_run(teacher_run[0])
 
 
 def _loop(cfg, env, teacher, chunks):
@@ -126,7 +127,7 @@ def test_qdagger_lambda_follows_the_in_training_evaluation(teacher, cartpole):
     d, tp, st0, st, ms = _loop(cfg, cartpole, teacher, 4)
     # the reference returns: the teacher's and a random policy's eval episodes at init
     k_ref = jax.random.fold_in(jax.random.split(jax.random.PRNGKey(3), 4)[2], 0x0DA6)
-    t_ret = evaluate.make_rollout(cartpole, networks.ensemble_apply(
+    t_ret = rollout.make_rollout(cartpole, networks.ensemble_apply(
         networks.build(teacher.meta["network"]).apply), 4)(tp, k_ref)["returns"].mean()
     assert float(st0.qdagger[1]) == pytest.approx(float(t_ret))
     assert float(ms[0]["lambda"]) == 1.0
@@ -182,7 +183,7 @@ def test_td_and_view_states_survive_a_checkpoint(teacher, cartpole, tmp_path):
         assert (st.target is not None) == (i == 0) and (st.hist is not None) == (i == 1)
         run = tmp_path / f"r{i}"
         run.mkdir()
-        checkpoint.save_state(run, st, {"t": 0})
-        back, _ = checkpoint.restore_state(run, jax.tree.map(jnp.zeros_like, st))
+        store.save_state(run, st, {"t": 0})
+        back, _ = store.restore_state(run, jax.tree.map(jnp.zeros_like, st))
         for a, b in zip(jax.tree.leaves(st), jax.tree.leaves(back), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from distillq import replay
+from distillq.core import replay
 
 
 def _fill(rows, envs, n_written):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import TINY_DISTILL, TINY_TEACHER
 
-from distillq import checkpoint, config
+from distillq import config
+from distillq.runs import store
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
@@ -32,7 +33,7 @@ def _cfg_file(tmp: Path, name: str, kind: str, values: dict) -> Path:
 def _params(run: Path):
     import jax
 
-    return jax.tree.leaves(checkpoint.load_run(run).params)
+    return jax.tree.leaves(store.load_run(run).params)
 
 
 def _assert_identical(a: Path, b: Path) -> None:
@@ -78,8 +79,8 @@ def reference(tmp_path_factory):
 
 
 def _chunks_done(run: Path) -> int:
-    """Chunks held by the run's full-state checkpoint."""
-    return checkpoint.state_step(run) // LONG["chunk_steps"]
+    """Chunks held by the run's full-state store."""
+    return store.state_step(run) // LONG["chunk_steps"]
 
 
 def _stderr_reader(proc):
@@ -105,8 +106,8 @@ def test_interrupt_then_resume_is_bit_identical(reference, sig):
     assert f"resume with: distillq train-teacher --resume {run}" in err
     assert out == "" and "Traceback" not in err
     meta = json.loads((run / "meta.json").read_text())
-    assert meta["status"] == "interrupted" and checkpoint.has_state(run)
-    assert not checkpoint.is_locked(run)
+    assert meta["status"] == "interrupted" and store.has_state(run)
+    assert not store.is_locked(run)
     done = meta["resume"]["env_steps_per_seed"]
     assert 0 < done < LONG["total_steps"]
     chunks_done = _chunks_done(run)
@@ -132,9 +133,9 @@ def test_kill_9_loses_at_most_one_period(reference):
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     meta = json.loads((run / "meta.json").read_text())
-    assert meta["status"] == "running" and not checkpoint.is_locked(run)
+    assert meta["status"] == "running" and not store.is_locked(run)
     with pytest.raises(Exception, match="not complete"):
-        checkpoint.load_run(run)
+        store.load_run(run)
     # a checkpoint every chunk (checkpoint_secs ~ 0): at most the chunk in flight is lost
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     finished = max(r["chunk"] for r in rows) + 1
@@ -211,6 +212,6 @@ def test_repeated_sigint_still_checkpoints(reference, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "still finishing the current chunk" in err or "resume with" in err
     meta = json.loads((run / "meta.json").read_text())
-    assert meta["status"] == "interrupted" and checkpoint.has_state(run)
+    assert meta["status"] == "interrupted" and store.has_state(run)
     _run(["train-teacher", "--resume", str(run), "-q"])
     _assert_identical(d / "ref", run)

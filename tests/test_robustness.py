@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from conftest import tiny_distill
 
-from distillq import checkpoint, commands, envs, evaluate, networks, robustness
+from distillq import commands
+from distillq.core import envs, networks, robustness, rollout
 from distillq.errors import ConfigError
+from distillq.runs import store
 
 
 def test_parsing_and_grid_order():
@@ -44,16 +46,16 @@ def test_shifted_params_recompute_derived_fields(cartpole):
 def student(teacher_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("rob") / "s"
     commands.distill(tiny_distill(), str(teacher_run[0]), out=str(out), show_progress=False)
-    return checkpoint.load_run(out)
+    return store.load_run(out)
 
 
 def test_a_shift_is_the_env_with_those_params(teacher_run, cartpole):
     """The grid's rollout at a shifted point equals a plain rollout of an env built with
     the shifted params; the noise is reproducible and changes what the networks see."""
-    t = checkpoint.load_run(teacher_run[0])
+    t = store.load_run(teacher_run[0])
     net = networks.build(t.meta["network"])
     params = jax.tree.map(lambda x: jnp.asarray(x)[0], t.params)
-    key = evaluate.eval_key(0)
+    key = rollout.eval_key(0)
     shifts = robustness.grid({"force_mag": [3.0, 10.0], "length": [0.5, 2.0]}, [0.0])
     fn = robustness.make_grid_eval(cartpole, net.apply, 6)
     ep = robustness.stack_params(cartpole, shifts)
@@ -62,7 +64,7 @@ def test_a_shift_is_the_env_with_those_params(teacher_run, cartpole):
     for i, s in enumerate(shifts):
         env_i = cartpole._replace(params=robustness.shifted_params(
             "CartPole-v1", cartpole.params, s["env_params"]))
-        want = evaluate.make_rollout(env_i, net.apply, 6)(params, key)
+        want = rollout.make_rollout(env_i, net.apply, 6)(params, key)
         np.testing.assert_array_equal(out["returns"][i, 0], want["returns"])
     assert not np.array_equal(out["returns"][0, 0], out["returns"][3, 0])
     # noise: same keys -> same numbers; different levels -> different observations seen
@@ -72,7 +74,7 @@ def test_a_shift_is_the_env_with_those_params(teacher_run, cartpole):
 
     noisy = robustness.make_grid_eval(cartpole, balance, 6)
     n = noisy(batch, None, key[None], jnp.int32(0), None, jnp.asarray([0.0, 0.5, 0.5]))
-    plain = evaluate.make_rollout(cartpole, balance, 6)(params, key)
+    plain = rollout.make_rollout(cartpole, balance, 6)(params, key)
     np.testing.assert_array_equal(n["returns"][0, 0], plain["returns"])
     assert np.all(plain["returns"] == 500)
     np.testing.assert_array_equal(n["returns"][1, 0], n["returns"][2, 0])

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TEACHER
 
-from distillq import checkpoint, config
+from distillq import config
+from distillq.runs import store
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
@@ -59,7 +60,7 @@ def test_signal_during_start_up(tmp_path, cfg, sig):
     proc = _start(["train-teacher", "-c", str(cfg), "--out", str(out), "-q"])
     time.sleep(0.4)
     _stopped(proc, sig)
-    assert not out.exists() or checkpoint.is_run_dir(out)
+    assert not out.exists() or store.is_run_dir(out)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -74,7 +75,7 @@ def test_signal_during_compilation_leaves_a_run_dir_force_can_reuse(tmp_path, cf
     _, line = _stopped(proc, sig)
     assert "nothing to resume" in line and "--force" in line
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["status"] == "interrupted" and not checkpoint.is_locked(out)
+    assert meta["status"] == "interrupted" and not store.is_locked(out)
     p = subprocess.run(EXE + ["train-teacher", "-c", str(cfg), "--out", str(out), "-q"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "already exists" in p.stderr        # never silently replaced
@@ -101,7 +102,7 @@ def test_a_dir_holding_only_the_lock_is_replaceable(tmp_path, cfg):
     out = tmp_path / "run"
     out.mkdir()
     (out / ".lock").write_text("123")
-    assert checkpoint.is_run_dir(out)
+    assert store.is_run_dir(out)
     p = subprocess.run(EXE + ["train-teacher", "-c", str(cfg), "--out", str(out), "-q",
                               "--force"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]

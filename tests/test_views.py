@@ -11,18 +11,10 @@ import numpy as np
 import pytest
 from conftest import tiny_distill
 
-from distillq import (
-    checkpoint,
-    commands,
-    distill,
-    envs,
-    evaluate,
-    export,
-    networks,
-    teachers,
-    views,
-)
+from distillq import commands, export
+from distillq.core import distill, envs, networks, rollout, views
 from distillq.errors import ConfigError, RunDirError
+from distillq.runs import store, teachers
 
 
 def test_parse_and_describe():
@@ -75,17 +67,17 @@ def test_rollout_sees_the_view(cartpole):
         s = obs[:, 2] + obs[:, 3]
         return jnp.stack([-s, s], -1)
 
-    key = evaluate.eval_key(0)
-    want = evaluate.make_rollout(cartpole, full, 8)(None, key)
-    got = evaluate.make_rollout(cartpole, newest, 8, view=v)(None, key)
+    key = rollout.eval_key(0)
+    want = rollout.make_rollout(cartpole, full, 8)(None, key)
+    got = rollout.make_rollout(cartpole, newest, 8, view=v)(None, key)
     np.testing.assert_array_equal(got["returns"], want["returns"])
-    lag = evaluate.make_rollout(cartpole, oldest, 8, view=v)(None, key)
+    lag = rollout.make_rollout(cartpole, oldest, 8, view=v)(None, key)
     assert not np.array_equal(lag["lengths"], want["lengths"])
 
 
 @pytest.fixture(scope="module")
 def teacher(teacher_run):
-    return checkpoint.load_run(teacher_run[0])
+    return store.load_run(teacher_run[0])
 
 
 def test_buffer_rows_hold_the_view_of_their_states(teacher, cartpole):
@@ -131,12 +123,12 @@ def test_evaluate_render_and_export_apply_the_same_view(view_run, tmp_path):
     from distillq import render
 
     r = render.render_run(str(out), str(tmp_path / "v.gif"), with_teacher=False)
-    run = checkpoint.load_run(out)
+    run = store.load_run(out)
     net = networks.build(run.meta["network"])
     p0 = jax.tree.map(lambda x: jnp.asarray(x[0]), run.params)
-    one = evaluate.make_rollout(envs.make("CartPole-v1"), net.apply, 1,
+    one = rollout.make_rollout(envs.make("CartPole-v1"), net.apply, 1,
                                 view=views.from_meta(run.meta))(
-        p0, evaluate.eval_key(run.meta["seeds"][0]))
+        p0, rollout.eval_key(run.meta["seeds"][0]))
     assert r["student_return"] == pytest.approx(float(one["returns"][0]))
     res = export.export_run(str(out), "numpy", str(tmp_path / "exp"), states=500)
     assert res["parity"]["ok"] and res["parity"]["action_mismatches"] == 0

@@ -8,6 +8,12 @@ them (MLP and linear flatten, CNN convolves). Every module's output head is name
 `apply(params, obs, return_hidden=True)` also returns its hidden activations, each flattened
 per sample ([..., features]), so feature and relation losses work across network families.
 Parameter counts and shapes come from the params themselves (`jax.eval_shape` of init).
+
+The multi-task network (`distill --multitask`) is registered like the others; its spec is
+{"type": "multitask", "hidden", "activation", "tasks": [{"env", "obs_shape", "num_actions",
+"input_norm"?}], "in_dim": D + k}: env e's observation is flattened, scaled, zero-padded to the
+widest env's D and followed by a one-hot env id (`encode`); a shared trunk feeds one Q-head
+per env (`q_0` ... `q_{k-1}`), and `task_apply(spec, e)` is env e's ordinary Q-function.
 """
 
 from __future__ import annotations
@@ -118,6 +124,74 @@ class CNN(nn.Module):
         return (q, tuple(hiddens)) if return_hidden else q
 
 
+class MultiTaskMLP(nn.Module):
+    """Shared trunk (Dense hidden_i + activation), one Q-head per env (q_e), on the encoded
+    input of any env (`encode`)."""
+
+    hidden: tuple[int, ...]
+    heads: tuple[int, ...]      # actions per env
+    activation: str = "relu"
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> MultiTaskMLP:
+        return cls(tuple(spec["hidden"]), tuple(t["num_actions"] for t in spec["tasks"]),
+                   spec["activation"])
+
+    @nn.compact
+    def __call__(self, x: jax.Array, return_hidden: bool = False):
+        act = ACTIVATIONS[self.activation]
+        hiddens = []
+        for i, width in enumerate(self.hidden):
+            x = act(nn.Dense(width, name=f"hidden_{i}")(x))
+            hiddens.append(x)
+        qs = tuple(nn.Dense(a, name=f"q_{e}")(x) for e, a in enumerate(self.heads))
+        return (qs, tuple(hiddens)) if return_hidden else qs
+
+
+def multitask_spec(hidden: list[int], activation: str, tasks: list[dict]) -> dict:
+    """The spec of a multi-task network over `tasks` ({"env", "obs_shape", "num_actions",
+    "input_norm"?} each)."""
+    width = max(math.prod(t["obs_shape"]) for t in tasks)
+    return {"type": "multitask", "hidden": list(hidden), "activation": activation,
+            "tasks": tasks, "in_dim": width + len(tasks)}
+
+
+def encode(spec: dict, e: int, obs: jax.Array) -> jax.Array:
+    """Env e's observations [..., *obs_shape] -> the shared input [..., D + k]: flattened,
+    scaled (input_norm), zero-padded to D, then the one-hot env id."""
+    task = spec["tasks"][e]
+    shape = tuple(task["obs_shape"])
+    x = obs.reshape(*obs.shape[:obs.ndim - len(shape)], -1).astype(jnp.float32)
+    norm = task.get("input_norm")
+    if norm is not None:
+        x = (x - jnp.asarray(norm["shift"], jnp.float32)) * jnp.asarray(norm["scale"],
+                                                                           jnp.float32)
+    k = len(spec["tasks"])
+    pad = spec["in_dim"] - k - x.shape[-1]
+    onehot = jnp.broadcast_to(jax.nn.one_hot(e, k, dtype=jnp.float32), (*x.shape[:-1], k))
+    return jnp.concatenate([x, jnp.zeros((*x.shape[:-1], pad), jnp.float32), onehot], -1)
+
+
+def task_apply(spec: dict, e: int):
+    """Env e's Q-function of a multi-task network: (params, obs[, return_hidden]) -> its
+    head's Q-values, as any network's apply."""
+    mod = MultiTaskMLP.from_spec(spec)
+
+    def apply(params: Any, obs: jax.Array, return_hidden: bool = False):
+        qs, hs = mod.apply(params, encode(spec, e, obs), return_hidden=True)
+        return (qs[e], hs) if return_hidden else qs[e]
+
+    return apply
+
+
+def set_head_bias(params: Any, head: str, bias: jax.Array) -> Any:
+    """A copy of `params` whose Q-head `head` ("q", or "q_e" of a multi-task net) has bias
+    `bias` [num_actions]."""
+    inner = dict(params["params"])
+    inner[head] = {**inner[head], "bias": jnp.asarray(bias, inner[head]["bias"].dtype)}
+    return {**params, "params": inner}
+
+
 # --------------------------------------------------------------------------- specs
 
 
@@ -147,6 +221,11 @@ def obs_shape(net_spec: dict) -> tuple[int, ...]:
     if "obs_shape" in net_spec:
         return tuple(int(d) for d in net_spec["obs_shape"])
     return (int(net_spec["obs_dim"]),)
+
+
+def input_shape(net_spec: dict) -> tuple[int, ...]:
+    """The shape of one input of the network's module (a multi-task net: the encoded one)."""
+    return (int(net_spec["in_dim"]),) if "in_dim" in net_spec else obs_shape(net_spec)
 
 
 class Net(NamedTuple):
@@ -188,13 +267,8 @@ def init(net: Net, key: jax.Array, shape: tuple[int, ...]) -> Any:
 
 def abstract_params(net_spec: dict) -> Any:
     """Shapes and dtypes of one network's params (no arrays allocated)."""
-    if net_spec.get("type") == "multitask":   # a multi-task student (multitask.py)
-        from distillq import multitask
-
-        return jax.eval_shape(lambda k: multitask.init_params(net_spec, k),
-                              jax.random.PRNGKey(0))
     net = build(net_spec)
-    return jax.eval_shape(lambda k: init(net, k, obs_shape(net_spec)), jax.random.PRNGKey(0))
+    return jax.eval_shape(lambda k: init(net, k, input_shape(net_spec)), jax.random.PRNGKey(0))
 
 
 def param_count(net_spec: dict) -> int:
@@ -204,7 +278,7 @@ def param_count(net_spec: dict) -> int:
 def hidden_sizes(net_spec: dict) -> list[int]:
     """Flattened size of each hidden activation (what feature/relation losses compare)."""
     net = build(net_spec)
-    shape = obs_shape(net_spec)
+    shape = input_shape(net_spec)
 
     def hiddens(k):
         params = init(net, k, shape)
@@ -223,6 +297,4 @@ def ensemble_apply(apply):
 
 def set_output_bias(params: Any, bias: jax.Array) -> Any:
     """A copy of `params` whose Q-head bias is `bias` [num_actions]."""
-    inner = dict(params["params"])
-    inner["q"] = {**inner["q"], "bias": jnp.asarray(bias, inner["q"]["bias"].dtype)}
-    return {**params, "params": inner}
+    return set_head_bias(params, "q", bias)

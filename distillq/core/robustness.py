@@ -102,13 +102,13 @@ def make_grid_eval(env, apply: Callable, chunk: int, t_apply: Callable | None = 
     over seeds (params, t_params, keys) and over the grid (env_params, noise)."""
     import jax
 
-    from distillq import evaluate
+    from distillq.core import rollout
 
-    student = evaluate.make_rollout(env, apply, chunk, other_apply=t_apply, shifted=True,
+    student = rollout.make_rollout(env, apply, chunk, other_apply=t_apply, shifted=True,
                                     view=view)
     if t_apply is not None:
-        teacher = evaluate.make_rollout(env, t_apply, chunk, shifted=True)
-        uniform = evaluate.make_rollout(env, None, chunk, shifted=True)
+        teacher = rollout.make_rollout(env, t_apply, chunk, shifted=True)
+        uniform = rollout.make_rollout(env, None, chunk, shifted=True)
 
     def one(params, t_params, key, first, env_params, noise):
         s = student(params, key, t_params, first, env_params, noise)
@@ -125,26 +125,3 @@ def make_grid_eval(env, apply: Callable, chunk: int, t_apply: Callable | None = 
 def label(point: dict) -> str:
     parts = [f"{k}={v:g}" for k, v in point["env_params"].items()]
     return " ".join([*parts, f"noise={point['obs_noise']:g}"])
-
-
-def print_table(title: str, shifts: list[dict]) -> None:
-    from rich.table import Table
-
-    from distillq.runner import console
-
-    student = "retention" in shifts[0]["evaluation"]["overall"]
-    table = Table(title=f"{title} under shifts", title_style="bold")
-    cols = ["shift", "mean", "min seed"] + (["teacher", "random", "retention",
-                                             "retention_min"] if student else [])
-    for c in cols:
-        table.add_column(c, justify="right")
-    for s in shifts:
-        o = s["evaluation"]["overall"]
-        cells = [label(s), f"{o['mean']:.1f}",
-                 f"{min(r['mean'] for r in s['evaluation']['per_seed']):.1f}"]
-        if student:
-            cells += [f"{o['teacher_mean']:.1f}", f"{o['random_mean']:.1f}"] + [
-                "-" if o[k] is None else f"{100 * o[k]:.1f}%"
-                for k in ("retention", "retention_min")]
-        table.add_row(*cells)
-    console.print(table)

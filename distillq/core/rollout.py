@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from distillq import envs
+from distillq.core import envs
 
 
 def _per_episode(key: jax.Array, episodes: jax.Array) -> jax.Array:
@@ -38,7 +38,7 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
 
     view: a views.View: `apply_fn` sees the stacked, transformed observation (a privileged
     student), `other_apply` (its teacher) the observation itself."""
-    from distillq import views
+    from distillq.core import views
     def rollout(params: Any, key: jax.Array, other_params: Any = None, first: Any = 0,
                 env_params: Any = None, obs_noise: Any = 0.0) -> dict:
         k_reset, k_steps = jax.random.split(key)
@@ -108,46 +108,6 @@ def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Calla
     return compare
 
 
-def in_chunks(run: Callable, episodes: int, chunk: int, desc: str | None = None) -> dict:
-    """run(first) evaluates `chunk` episodes (ids first..) for every seed ([seeds, chunk]
-    leaves); call it until `episodes` are done and join along the episode axis. Between
-    calls the host can act on a signal, and memory stays bounded by one chunk. With `desc`
-    and more than one chunk, a progress bar on stderr counts the episodes per seed."""
-    import numpy as np
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from distillq.runner import console
-
-    parts = []
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        TextColumn("{task.completed:,.0f}/{task.total:,.0f} episodes/seed"),
-                        TimeRemainingColumn(), console=console, transient=True,
-                        disable=desc is None or episodes <= chunk)
-    with progress:
-        task = progress.add_task(desc or "", total=episodes)
-        for first in range(0, episodes, chunk):
-            out = run(first)
-            n = min(chunk, episodes - first)
-            parts.append({k: np.asarray(v)[:, :n] for k, v in out.items()})
-            progress.update(task, advance=n)
-    return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
-
-
 def eval_key(seed: int) -> jax.Array:
     """The evaluation key of a seed: shared by train-teacher, distill and evaluate."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
-
-
-def forward_throughput(apply: Callable, params_one: Any, obs_shape: tuple[int, ...],
-                       batch: int = 4096, reps: int = 20) -> float:
-    """Observations per second through a network (jitted forward pass, one seed's params)."""
-    import time
-
-    fwd = jax.jit(apply)
-    x = jnp.zeros((batch, *obs_shape), jnp.float32)
-    fwd(params_one, x).block_until_ready()
-    t = time.perf_counter()
-    for _ in range(reps):
-        y = fwd(params_one, x)
-    y.block_until_ready()
-    return batch * reps / (time.perf_counter() - t)

@@ -1,21 +1,35 @@
-"""A training run's life on disk, around the jitted chunks: create or reopen the run dir,
-write the config, resume the full state, run the chunks with metrics, periodic checkpoints
-and signals, record how the run ended, and save the final params.
+"""The life of a training run, written once for every command that trains (`run(plan)`):
 
-checkpoint.py knows the on-disk layout; this module knows the lifecycle (running ->
-complete | interrupted | diverged | failed) that train-teacher and distill share.
+    create the run dir (meta.json at once), or reopen an interrupted one for --resume
+    guard                 meta.json records how the run ended, whatever happens:
+                          running -> complete | interrupted | diverged | failed
+    init                  every member's state, jit(vmap(system.init)) over its seed's key
+    begin                 config.toml written; on --resume the full state restored
+    chunks                the compiled chunk (loop.make_chunk) until the budget: progress,
+                          metrics.jsonl, periodic full-state checkpoints, SIGINT/SIGTERM
+                          (finish the chunk, checkpoint, exit 130), the NaN check and the
+                          early stop (every member's best score at its threshold)
+    final evaluation      system.final on the kept params, on the seeds' evaluation keys
+    complete              params saved, meta.json complete with the evaluation and figures
+
+A command only states its `Plan`: the System, who the members are, what they learn from
+(ctx), what meta.json starts with, how the final outputs are summarised.
 """
 
 from __future__ import annotations
 
+import math
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from distillq import checkpoint, config
+from distillq import config
 from distillq.errors import ConfigError, DivergedError, Interrupted
+from distillq.runs import calls, parallel, signals, store
+from distillq.runs.console import console, fmt_values, progress
 
 
 class _NoLock:
@@ -39,7 +53,7 @@ class RunFiles:
 
     def write_meta(self) -> None:
         if self.main:
-            checkpoint.write_json_atomic(self.dir / checkpoint.META, self.meta)
+            store.write_meta(self.dir, self.meta)
 
     def finish(self, status: str, **extra) -> None:
         self.meta.update(status=status, **extra)
@@ -47,16 +61,50 @@ class RunFiles:
         self.lock.release()
 
     def save_state(self, state, host: dict) -> None:
-        from distillq import parallel
-
         if parallel.process_count() > 1:
             state = parallel.gather(state)   # a collective: every process calls it
         if self.main:
-            checkpoint.save_state(self.dir, state, host)
+            store.save_state(self.dir, state, host)
 
     def append_metrics(self, rows: list[dict]) -> None:
         if self.main:
-            checkpoint.append_metrics(self.dir, rows)
+            store.append_metrics(self.dir, rows)
+
+
+class Plan(NamedTuple):
+    """What a training command asks of the lifecycle."""
+
+    kind: str                       # "teacher" | "student": the run dir's kind
+    cfg: Any                        # the frozen config (TeacherConfig | DistillConfig)
+    system: Any                     # loop.System
+    seeds: list[int]                # every member of the vmapped axis, all processes
+    ctx: Any                        # per-member inputs, leading axis = members (None: none)
+    meta: Callable[[Path | None], dict]    # a new run's meta.json, given its dir
+    summarise: Callable[[dict, Any], dict]  # (meta, final outputs, all members) -> evaluation
+    n_params: int                   # parameters per member's network
+    stop_at: Callable[[Any, list[int]], Any] | None = None
+    # (local ctx, local seeds) -> per-member thresholds: stop once every member's best score
+    # reaches its own; None: never stop early
+
+
+class Result(NamedTuple):
+    """A finished run, as the command that planned it reports it."""
+
+    files: RunFiles
+    seeds: list[int]                # this process's members
+    evaluation: dict
+    stats: dict                     # the figures meta.json keeps under "train"
+
+    def summary(self, kind: str, **fields) -> dict:
+        """The command's JSON: process 0's summary, or a worker's short note."""
+        if not self.files.main:
+            import jax
+
+            return {"kind": f"{kind}-worker", "run_dir": self.files.name,
+                    "process_id": jax.process_index(),
+                    "num_processes": parallel.process_count(), "seeds": self.seeds}
+        return {"run_dir": str(self.files.dir), "kind": kind, **fields,
+                "evaluation": self.evaluation, **self.stats}
 
 
 def command_of(kind: str) -> str:
@@ -67,30 +115,35 @@ def resume_cmd(kind: str, run_dir: Path | str | None) -> str:
     return f"distillq {command_of(kind)} --resume {run_dir}"
 
 
-def create(kind: str, out: str | None, force: bool, meta: dict) -> RunFiles:
-    """A fresh run dir: process 0 creates and locks it; every process learns its name."""
-    from distillq import parallel
+# --------------------------------------------------------------------------- opening
 
+
+def create(kind: str, out: str | None, force: bool, meta: Callable[[Path | None], dict]
+           ) -> RunFiles:
+    """A fresh run dir: process 0 creates and locks it and writes meta.json at once (a dir
+    distillq made always says what it is); every process learns its name."""
     if parallel.is_main():
-        run_dir, lock = checkpoint.new_run_dir(kind, out, force)
-        files = RunFiles(run_dir, meta, lock)
-        files.write_meta()      # at once: a dir distillq made always says what it is
+        run_dir, lock = store.new_run_dir(kind, out, force)
+        files = RunFiles(run_dir, meta(run_dir), lock)
+        try:
+            files.write_meta()
+        except BaseException:
+            lock.release()
+            raise
         parallel.broadcast_text(str(run_dir))
         return files
-    files = RunFiles(None, meta)
+    files = RunFiles(None, meta(None))
     files.name = parallel.broadcast_text("")
     return files
 
 
 def reopen(kind: str, run_dir: str, prepare: Callable[[dict, Any], Any]):
     """Lock an interrupted run for --resume and rebuild its saved config. `prepare(meta, cfg)`
-    builds what the command needs (trainer, teachers); the lock is released if it fails.
+    builds what the command needs (teachers); the lock is released if it fails.
     Returns (files, cfg, prepared)."""
-    from distillq import parallel
-
     if parallel.process_count() > 1:
         raise ConfigError("--resume runs on a single process")
-    path, meta, lock = checkpoint.open_for_resume(run_dir, kind)
+    path, meta, lock = store.open_for_resume(run_dir, kind)
     try:
         cfg = config.from_dict("teacher" if kind == "teacher" else "distill", meta["config"])
         prepared = prepare(meta, cfg)
@@ -105,13 +158,11 @@ def guard(files: RunFiles, kind: str) -> Iterator[None]:
     """Record how a run ended in meta.json, whatever happens. A signal outside the chunk
     loop (set-up, compilation, evaluation) marks the run interrupted too: resumable when it
     holds a full-state checkpoint, otherwise replaceable with --force."""
-    from distillq import signals
-
     def on_signal(_signum: int) -> str:
         files.finish("interrupted")
         if not files.main:
             return ""
-        if checkpoint.has_state(files.dir):
+        if store.has_state(files.dir):
             return f"resume with: {resume_cmd(kind, files.dir)}"
         return (f"{files.dir} is marked interrupted with nothing to resume: remove it, or "
                 "reuse it with --force")
@@ -142,82 +193,164 @@ class Start(NamedTuple):
 def begin(files: RunFiles, cfg, state, resuming: bool, n_local: int) -> tuple[Any, Start]:
     """Fresh run: write config.toml. Resume: restore the full state into `state`'s structure
     and drop metrics rows written after it."""
-    from distillq import parallel
-
     start = Start(0, 0, 0.0)
     if resuming:
-        state, host = checkpoint.restore_state(files.dir, state)
+        state, host = store.restore_state(files.dir, state)
         start = Start(int(host["t"]), int(host["chunk"]), float(host["train_s"]))
-        checkpoint.truncate_metrics(files.dir, start.chunk0)
+        store.truncate_metrics(files.dir, start.chunk0)
         files.meta["status"] = "running"
     elif files.main:
-        checkpoint.write_text_atomic(files.dir / "config.toml", config.to_toml(cfg))
+        store.write_config(files.dir, config.to_toml(cfg))
+    files.meta["state_format"] = store.STATE_FORMAT
     files.meta["devices"] = parallel.devices_used(n_local)
     files.meta["processes"] = parallel.process_count()
     files.write_meta()
     return state, start
 
 
-def fit(*, kind: str, cfg, files: RunFiles, state, chunk, args: tuple, seeds: list[int],
-        stop: Callable[[dict], bool], start: Start, show_progress: bool) -> dict:
-    """Run the jitted chunks with metrics, periodic full-state checkpoints and signals.
+# --------------------------------------------------------------------------- the chunks
 
-    On SIGINT/SIGTERM: finish the chunk, write the full state, mark the run interrupted and
-    raise Interrupted (exit 130). On NaN/Inf: raise DivergedError naming the last good
-    full-state checkpoint. `seeds` are all seeds (every process); `state` holds this
-    process's share. Returns runner.run_chunks' result, plus "chunks_run" (this process).
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM inside the chunk loop: the loop finishes the running chunk,
+    then stops cleanly (a checkpoint, exit 130 with the resume command)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    def set(self, signum: int) -> None:
+        # the chunk in flight cannot be cut short; a repeated signal waits for the same
+        # checkpoint (kill -9 abandons the run; --resume then uses the last periodic one)
+        again = self.signum is not None
+        self.signum = signum
+        console.print(f"[yellow]{signal.Signals(signum).name}: "
+                      f"{'still ' if again else ''}finishing the current chunk, then writing a "
+                      "checkpoint...[/yellow]")
+
+
+class Fitted(NamedTuple):
+    state: Any
+    t: int                  # iterations done
+    chunks: int             # chunks done (all sessions)
+    chunks_run: int         # chunks run by this session
+    compile_s: float
+    train_s: float          # all sessions
+    stopped_early: bool
+
+
+def seed_rows(c: int, t: int, num_envs: int, seeds: list[int], figures: dict,
+              sps: float) -> list[dict]:
+    """metrics.jsonl rows: one per member for chunk c (non-finite figures as null)."""
+    rows = []
+    for i, s in enumerate(seeds):
+        row = {"chunk": c, "seed": s, "env_steps": t * num_envs}
+        for k, v in figures.items():
+            x = float(v[i])
+            row[k] = x if math.isfinite(x) else None
+        row["steps_per_s"] = round(sps, 1)
+        rows.append(row)
+    return rows
+
+
+def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
+        show_progress: bool) -> Fitted:
+    """Compile the chunk, then run chunks from start.t0 until the budget (whole chunks).
+
+    Every `checkpoint_secs` (between chunks, finite states only) the full state is saved.
+    On SIGINT/SIGTERM: finish the chunk, save, raise Interrupted (exit 130). On NaN/Inf:
+    raise DivergedError naming the last good checkpoint. Multi-process runs gather each
+    chunk's metrics and OR the signal/checkpoint decisions, so every process decides alike.
     """
-    from distillq import parallel, runner
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
 
-    t_start = time.perf_counter()
+    from distillq.core import loop
+
+    cfg, sch = plan.cfg, plan.system.schedule
     multi = parallel.process_count() > 1
+    t_start = time.perf_counter()
 
     def save(st, t: int, chunks: int) -> None:
         files.save_state(st, {"t": int(t), "chunk": int(chunks),
                               "train_s": start.prior_train_s + time.perf_counter() - t_start})
 
-    def on_chunk(c: int, t: int, m: dict, sps: float) -> None:
-        files.append_metrics(runner.seed_rows(c, t, cfg.num_envs, seeds, m, sps))
-
-    compiled, compile_s = runner.compile_chunk(chunk, state, args, start.t0)
+    chunk = calls.jit_vmap(loop.make_chunk(plan.system), in_axes=(0, 0, None), donate=(0,))
+    t = time.perf_counter()
+    compiled = signals.blocking(lambda: chunk.lower(state, ctx, jnp.int32(start.t0)).compile())
+    compile_s = time.perf_counter() - t
+    total, steps = sch.total_iterations, sch.chunk_iterations
+    n_chunks = max(0, math.ceil((total - start.t0) / steps))
+    t, done = start.t0, start.chunk0
+    stopped_early = interrupted = False
+    name = plan.system.score_name
+    bar = progress("env steps/seed", fields=True, disable=not (show_progress and files.main))
+    t_train = t_saved = time.perf_counter()
     try:
-        with runner.catch_signals() as flag:
-            res = runner.run_chunks(
-                compiled=compiled, compile_s=compile_s, state=state, args=args, t0=start.t0,
-                chunk0=start.chunk0,
-                total_iterations=cfg.total_iterations, chunk_steps=cfg.chunk_iterations,
-                num_envs=cfg.num_envs, seeds=seeds, desc=kind, stop=stop, on_chunk=on_chunk,
-                checkpoint=save, checkpoint_secs=cfg.checkpoint_secs, flag=flag,
-                show_progress=show_progress and files.main,
-                gather=parallel.gather if multi else None,
-                agree=parallel.any_process if multi else None)
-            if res["interrupted"]:   # still catching: a repeated signal waits for the save
-                save(res["state"], res["t"], res["chunks"])
+        with signals.deferred(StopFlag()) as flag, bar:
+            task = bar.add_task(plan.kind, total=total * cfg.num_envs,
+                                completed=start.t0 * cfg.num_envs, sps="", ret="")
+            for c in range(start.chunk0, start.chunk0 + n_chunks):
+                t_chunk = time.perf_counter()
+                state, m = compiled(state, ctx, jnp.int32(t))
+                m = parallel.gather(m) if multi else jax.device_get(m)
+                dt = time.perf_counter() - t_chunk
+                ran = min(steps, total - t)      # a last chunk may be partial
+                t += ran
+                done = c + 1
+                sps = ran * cfg.num_envs * len(plan.seeds) / max(dt, 1e-9)
+                files.append_metrics(seed_rows(c, t, cfg.num_envs, plan.seeds, m.figures, sps))
+                shown = (f"retention {fmt_values(100 * np.asarray(m.score))}%"
+                         if name == "retention" else f"return {fmt_values(m.score)}")
+                bar.update(task, completed=min(t, total) * cfg.num_envs,
+                           sps=f"{sps:,.0f} steps/s", ret=shown)
+                if not bool(np.all(m.finite)):
+                    bad = [s for s, ok in zip(plan.seeds, m.finite, strict=False) if not ok]
+                    raise DivergedError(f"loss or params became NaN/Inf by env step "
+                                        f"{t * cfg.num_envs:,} (seeds {bad})")
+                due = cfg.checkpoint_secs > 0 and time.perf_counter() - t_saved >= \
+                    cfg.checkpoint_secs
+                signalled, due = (parallel.any_process((bool(flag), due)) if multi
+                                  else (bool(flag), due))
+                if thresholds is not None and bool(np.all(m.best_score >= thresholds)):
+                    stopped_early = True
+                    break
+                if signalled:
+                    interrupted = True
+                    break
+                if due:
+                    save(state, t, done)
+                    t_saved = time.perf_counter()
+            if interrupted:   # still deferring: a repeated signal waits for the save
+                save(state, t, done)
     except DivergedError as e:
-        step = checkpoint.state_step(files.dir) if files.main else None
+        step = store.state_step(files.dir) if files.main else None
         msg = (f"{e}; the last good full-state checkpoint (env step "
-               f"{step * cfg.num_envs:,}) is kept in {files.dir}/state" if step is not None
-               else f"{e}; no full-state checkpoint had been written before it")
+               f"{step * cfg.num_envs:,}) is kept in {files.dir}/{store.STATE}"
+               if step is not None else f"{e}; no full-state checkpoint had been written "
+               "before it")
         raise DivergedError(msg) from None
-    if res["interrupted"]:
-        files.meta.update(resume={"env_steps_per_seed": int(res["t"] * cfg.num_envs),
-                                  "command": resume_cmd(kind, files.name)})
-        raise Interrupted(str(files.name), resume_cmd(kind, files.name))
-    res["train_s"] += start.prior_train_s
-    res["chunks_run"] = res["chunks"] - start.chunk0
-    return res
+    if interrupted:
+        files.meta.update(resume={"env_steps_per_seed": int(t * cfg.num_envs),
+                                  "command": resume_cmd(plan.kind, files.name)})
+        raise Interrupted(str(files.name), resume_cmd(plan.kind, files.name))
+    train_s = time.perf_counter() - t_train + start.prior_train_s
+    return Fitted(state, t, done, done - start.chunk0, compile_s, train_s, stopped_early)
 
 
-def stats(cfg, res: dict, eval_s: float, started: float, env_iters: int | None = None) -> dict:
+def stats(cfg, fitted: Fitted, eval_s: float, started: float) -> dict:
     """The training figures a command reports (and meta.json keeps under "train")."""
-    t = min(res["t"], cfg.total_iterations)
+    t = min(fitted.t, cfg.total_iterations)
     return {
-        "env_steps_per_seed": int((t if env_iters is None else env_iters) * cfg.num_envs),
+        "env_steps_per_seed": int(cfg.env_iterations(t) * cfg.num_envs),
         "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
-        "stopped_early": res["stopped_early"],
-        "chunks_run": res["chunks_run"],
-        "compile_s": round(res["compile_s"], 3),
-        "train_s": round(res["train_s"], 3),
+        "stopped_early": fitted.stopped_early,
+        "chunks_run": fitted.chunks_run,
+        "compile_s": round(fitted.compile_s, 3),
+        "train_s": round(fitted.train_s, 3),
         "eval_s": round(eval_s, 3),
         "wall_s": round(time.perf_counter() - started, 3),
     }
@@ -228,18 +361,38 @@ def complete(files: RunFiles, params: Any, **fields) -> None:
     if not files.main:
         files.finish("complete")
         return
-    checkpoint.save_params(files.dir, params)
+    store.save_params(files.dir, params)
     files.meta.pop("resume", None)
-    files.finish("complete", params_digest=checkpoint.params_digest(files.dir), **fields)
-    checkpoint.remove_state(files.dir)
+    files.finish("complete", params_digest=store.params_digest(files.dir), **fields)
+    store.remove_state(files.dir)
 
 
-def worker_summary(kind: str, files: RunFiles, seeds: list[int]) -> dict:
-    """What a process other than 0 prints: process 0 writes the run and its summary."""
+# --------------------------------------------------------------------------- the whole life
+
+
+def run(plan: Plan, *, out: str | None = None, force: bool = False,
+        reopened: RunFiles | None = None, show_progress: bool = True,
+        started: float | None = None) -> Result:
+    """Train `plan` in a new run dir (out, force) or continue `reopened` (reopen's files)."""
     import jax
 
-    from distillq import parallel
-
-    return {"kind": f"{kind}-worker", "run_dir": files.name,
-            "process_id": jax.process_index(), "num_processes": parallel.process_count(),
-            "seeds": seeds}
+    started = time.perf_counter() if started is None else started
+    sl = parallel.local_slice(len(plan.seeds))
+    local = plan.seeds[sl]
+    ctx = None if plan.ctx is None else jax.tree.map(lambda x: x[sl], plan.ctx)
+    files = reopened if reopened is not None else create(plan.kind, out, force, plan.meta)
+    with guard(files, plan.kind):
+        ctx = parallel.shard(ctx)
+        init = calls.jit_vmap(plan.system.init)
+        state = parallel.shard(calls.ready(init, calls.keys(local), ctx))
+        state, start = begin(files, plan.cfg, state, reopened is not None, len(local))
+        thresholds = None if plan.stop_at is None else plan.stop_at(ctx, local)
+        fitted = fit(plan, files, state, ctx, start, thresholds, show_progress)
+        params = fitted.state.best_params
+        final, eval_s = calls.timed(calls.jit_vmap(plan.system.final), params, ctx,
+                                    calls.eval_keys(local))
+        figures = stats(plan.cfg, fitted, eval_s, started)
+        evaluation = plan.summarise(files.meta, final)
+        complete(files, parallel.gather(params), evaluation=evaluation, train=figures,
+                 params_per_seed=plan.n_params)
+    return Result(files, local, evaluation, figures)

@@ -61,7 +61,7 @@ def _gb(n: float) -> str:
 
 def widest(net_spec: dict) -> int:
     """The widest activation per sample (flattened), for the activation estimate."""
-    from distillq import networks
+    from distillq.core import networks
 
     if net_spec.get("type") == "multitask":
         return max([net_spec["in_dim"], *net_spec["hidden"],
@@ -97,7 +97,7 @@ def transition_bytes(layout) -> int:
 
 def preflight_teacher(cfg, trainer) -> None:
     """Everything train-teacher can check before creating a run dir."""
-    from distillq import networks
+    from distillq.core import networks
 
     check_seeds(cfg.seed, cfg.seeds)
     check_ints("train-teacher", total_iterations=cfg.total_iterations + cfg.chunk_iterations,
@@ -112,7 +112,7 @@ def preflight_teacher(cfg, trainer) -> None:
 
 def preflight_distill(cfg, distiller, teacher_spec: dict, students: int, k: int) -> None:
     """Everything distill can check before creating a run dir (k: teachers per student)."""
-    from distillq import networks
+    from distillq.core import networks
 
     check_seeds(cfg.seed, students)
     check_ints("distill", total_iterations=cfg.total_iterations + cfg.chunk_iterations,
@@ -129,7 +129,7 @@ def preflight_distill(cfg, distiller, teacher_spec: dict, students: int, k: int)
 def preflight_multitask(cfg, layouts, net_spec: dict, teacher_specs: list[dict],
                         students: int) -> None:
     """distill --multitask: k buffers (one per env), the shared student, k teachers."""
-    from distillq import networks
+    from distillq.core import networks
 
     check_seeds(cfg.seed, students)
     check_ints("distill", total_iterations=cfg.total_iterations + cfg.chunk_iterations,
@@ -146,7 +146,7 @@ def preflight_multitask(cfg, layouts, net_spec: dict, teacher_specs: list[dict],
 
 def preflight_evaluate(run_meta: dict, episodes: int, chunk: int) -> None:
     """evaluate: the episodes of one jitted call (one chunk) for every seed at once."""
-    from distillq import networks
+    from distillq.core import networks
 
     seeds = len(run_meta["seeds"])
     spec = run_meta["network"]

@@ -44,7 +44,7 @@ def init(coordinator: str | None = None, num_processes: int | None = None,
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    from distillq import signals
+    from distillq.runs import signals
 
     try:
         signals.blocking(jax.distributed.initialize, coordinator_address=coordinator,

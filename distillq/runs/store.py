@@ -15,61 +15,32 @@ meta.json says status "complete".
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import fcntl
 import json
 import os
 import secrets
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from distillq import __version__
 from distillq.errors import RunDirError
+from distillq.runs import quiet
 
 META = "meta.json"
+CONFIG = "config.toml"
 PARAMS = "params"
 STATE = "state"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
 RUNS_ROOT = Path("runs")
+# The layout of the full training state (loop.LoopState): a resume restores into the state a
+# run's own version builds; states written by another layout are refused in one line.
+STATE_FORMAT = 2
 # What orbax/tensorstore raise on damaged checkpoints, measured with orbax-checkpoint 0.12.8.
 CHECKPOINT_ERRORS = (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError, OSError,
                      TypeError, AttributeError)
-
-
-def _is_closed_loop_noise(exc: BaseException | None) -> bool:
-    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
-
-
-def _install_noise_filter() -> None:
-    """Drop the benign 'RuntimeError: Event loop is closed' that tensorstore callbacks raise
-    from their own threads after a failed orbax restore (orbax-checkpoint 0.12.8). Everything
-    else still reaches the original hooks."""
-    import threading
-
-    if getattr(sys, "_distillq_noise_filter", False):
-        return
-    sys._distillq_noise_filter = True  # type: ignore[attr-defined]
-    old_except, old_unraisable, old_thread = sys.excepthook, sys.unraisablehook, \
-        threading.excepthook
-
-    def excepthook(tp, exc, tb):
-        if not _is_closed_loop_noise(exc):
-            old_except(tp, exc, tb)
-
-    def unraisablehook(u):
-        if not _is_closed_loop_noise(u.exc_value):
-            old_unraisable(u)
-
-    def thread_hook(args):
-        if not _is_closed_loop_noise(args.exc_value):
-            old_thread(args)
-
-    sys.excepthook, sys.unraisablehook, threading.excepthook = excepthook, unraisablehook, \
-        thread_hook
 
 
 def _single_process():
@@ -83,19 +54,6 @@ def _single_process():
         return ocp.options.MultiprocessingOptions()
     i = jax.process_index()
     return ocp.options.MultiprocessingOptions(primary_host=i, active_processes={i})
-
-
-def _quiet_orbax() -> None:
-    import logging
-
-    _install_noise_filter()
-
-    for name in ("absl", "orbax", "jax._src.distributed"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    with contextlib.suppress(Exception):
-        import absl.logging
-
-        absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 # --------------------------------------------------------------------------- creation
@@ -191,6 +149,14 @@ def new_run_dir(kind: str, out: str | Path | None = None, force: bool = False,
     return path, RunLock(path).acquire()
 
 
+def new_output_dir(kind: str) -> Path:
+    """A fresh, unlocked dir under runs/ for a command's outputs (a report)."""
+    path, lock = new_run_dir(kind)
+    lock.release()
+    (path / LOCK).unlink(missing_ok=True)
+    return path
+
+
 def check_writable_parent(out: str | Path | None, root: Path | None = None) -> None:
     """Fail before any compute when the output location cannot be written."""
     target = Path(out) if out is not None else (Path(root) if root else RUNS_ROOT)
@@ -245,7 +211,7 @@ def save_params(run_dir: Path, params: Any) -> None:
     """Save stacked params with orbax; blocks until the checkpoint is committed on disk."""
     import orbax.checkpoint as ocp
 
-    _quiet_orbax()
+    quiet.orbax()
     target = Path(run_dir).resolve() / PARAMS
     ckptr = ocp.StandardCheckpointer(multiprocessing_options=_single_process())
     try:
@@ -263,7 +229,7 @@ def save_state(run_dir: Path, state: Any, host: dict) -> None:
     """
     import orbax.checkpoint as ocp
 
-    _quiet_orbax()
+    quiet.orbax()
     opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False,
                                         multiprocessing_options=_single_process(),
                                         create=False)
@@ -280,7 +246,7 @@ def restore_state(run_dir: Path, target: Any) -> tuple[Any, dict]:
     """Restore the latest full state into the structure of `target` (a freshly built state)."""
     import orbax.checkpoint as ocp
 
-    _quiet_orbax()
+    quiet.orbax()
     path = (Path(run_dir) / STATE).resolve()
     if not path.is_dir():
         raise RunDirError(f"{run_dir} has no full-state checkpoint to resume from")
@@ -342,12 +308,52 @@ def open_for_resume(run_dir: str | Path, kind: str) -> tuple[Path, dict, RunLock
                           f"--resume {p}`")
     if meta["status"] == "complete":
         raise RunDirError(f"{p} is already complete; nothing to resume")
+    if meta.get("state_format", 1) != STATE_FORMAT:
+        raise RunDirError(f"{p} was interrupted by distillq {meta.get('distillq_version', '?')}, "
+                          "whose training state this version cannot restore; resume it with "
+                          "that version, or start the run again")
     lock = RunLock(p).acquire()
     if not has_state(p):
         lock.release()
         raise RunDirError(f"{p} has no full-state checkpoint to resume from (it was stopped "
                           "before its first checkpoint)")
     return p, meta, lock
+
+
+def write_meta(run_dir: Path, meta: dict) -> None:
+    write_json_atomic(Path(run_dir) / META, meta)
+
+
+def write_config(run_dir: Path, toml_text: str) -> None:
+    """config.toml: the run's config snapshot, reusable with --config."""
+    write_text_atomic(Path(run_dir) / CONFIG, toml_text)
+
+
+def has_meta(path: Path) -> bool:
+    return (Path(path) / META).exists()
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run dir that `path` is (or lies inside), if any: outputs never go there."""
+    p = Path(path).resolve()
+    for d in (p, *p.parents):
+        if (d / META).is_file():
+            return d
+    return None
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl's rows (unreadable lines skipped; none when the file is missing)."""
+    p = Path(run_dir) / METRICS
+    if not p.exists():
+        return []
+    rows = []
+    for line in p.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def append_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -407,6 +413,29 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
+def existing_runs(paths: list[str]) -> list[str]:
+    """Several paths (e.g. `runs/*`): skip those that are not run dirs, with a warning; one
+    path must be a run dir."""
+    from distillq.runs.console import warn
+
+    if len(paths) == 1:
+        read_meta(paths[0])
+        return paths
+    kept, skipped = [], []
+    for p in paths:
+        try:
+            read_meta(p)
+            kept.append(p)
+        except RunDirError as e:
+            skipped.append(str(e))
+    if not kept:
+        raise RunDirError(f"none of the {len(paths)} paths given is a distillq run dir "
+                          f"({skipped[0]})")
+    for why in skipped:
+        warn(f"skipped: {why}")
+    return kept
+
+
 def load_run(path: str | Path, kind: str | None = None) -> Run:
     """Load a complete run (metadata and params as numpy), or raise RunDirError."""
     p = Path(path)
@@ -449,24 +478,11 @@ def check_digest(run_dir: Path, meta: dict) -> None:
                           "saved when the run completed (digest differs from meta.json)")
 
 
-def check_teachers(student: Path, meta: dict, teacher_dirs: list[Path],
-                   teacher_metas: list[dict]) -> None:
-    """Each teacher found for a student is the run it was distilled from: same params digest
-    as recorded in the student's meta.json (students from before digests: unchecked)."""
-    for entry, path, tmeta in zip(meta.get("teacher", {}).get("runs", []), teacher_dirs,
-                                  teacher_metas, strict=False):
-        want = entry.get("params_digest")
-        if want is not None and tmeta.get("params_digest") != want:
-            raise RunDirError(f"teacher {path} is not the run {student} was distilled from "
-                              "(its params digest differs from the one recorded then); restore "
-                              "that teacher, or evaluate the student alone with --no-teacher")
-
-
 def restore_params(run_dir: Path) -> Any:
     import numpy as np
     import orbax.checkpoint as ocp
 
-    _quiet_orbax()
+    quiet.orbax()
     target = Path(run_dir).resolve() / PARAMS
     if not target.is_dir():
         raise RunDirError(f"checkpoint missing in {run_dir}: no {PARAMS}/ directory")
@@ -495,7 +511,7 @@ def _check_params(p: Path, params: Any, meta: dict) -> None:
     """The params must have exactly the shapes the network spec gives (per seed)."""
     import jax
 
-    from distillq import networks
+    from distillq.core import networks
 
     n_seeds = len(meta["seeds"])
     try:
@@ -515,22 +531,3 @@ def check_single_env(run: Run, command: str) -> None:
     if run.meta.get("multitask"):
         raise RunDirError(f"{run.path} is a multi-task student ({run.meta['env']}); {command} "
                           "takes single-env runs")
-
-
-def find_teachers(meta: dict, student_dir: Path) -> list[Path] | None:
-    """The teacher run dirs of a student: relative path first (runs/ moved), then absolute.
-    None when any of them is missing."""
-    found = []
-    for entry in meta.get("teacher", {}).get("runs", []):
-        for cand in (entry.get("relative_run_dir"), entry.get("run_dir")):
-            if not cand:
-                continue
-            p = Path(cand)
-            if not p.is_absolute():
-                p = (Path(student_dir).resolve() / p).resolve()
-            if (p / META).exists():
-                found.append(p)
-                break
-        else:
-            return None
-    return found or None

@@ -1,11 +1,9 @@
-"""Evaluation summaries (the numbers in JSON and meta.json) and the tables humans read."""
+"""Evaluation summaries: the numbers in a command's JSON and in meta.json (host numpy; the
+tables humans read are console.py's)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from distillq.runner import console
-
 
 def summary(returns) -> dict:
     """Mean/std/min/max of an array of episode returns (host side)."""
@@ -112,38 +110,3 @@ def multitask_evaluation(meta: dict, finals: list[dict]) -> dict:
                                                        default=None),
                         "envs": len(per_env)},
             "per_env": per_env, "worst_env_per_student": worst}
-
-
-def print_point_table(per_point: list[dict]) -> None:
-    from rich.table import Table
-
-    table = Table(title="sweep points", title_style="bold")
-    for c in ("temp", "weights", "mean", "retention", "retention_min", "fidelity"):
-        table.add_column(c, justify="right")
-    for p in per_point:
-        w = " ".join(f"{k}={v:g}" for k, v in p["weights"].items())
-        r, rm = p["retention"], p["retention_min"]
-        table.add_row(f"{p['temp']:g}", w, f"{p['mean']:.1f}",
-                      "-" if r is None else f"{100 * r:.1f}%",
-                      "-" if rm is None else f"{100 * rm:.1f}%", f"{100 * p['fidelity']:.1f}%")
-    console.print(table)
-
-
-def print_eval_table(title: str, rows: list[dict]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, title_style="bold", show_lines=False)
-    cols = ["seed", "mean", "std", "min", "max"]
-    extra = [c for c in ("teacher_mean", "random_mean", "retention", "retention_original",
-                         "fidelity")
-             if rows and c in rows[0]]
-    for c in cols + extra:
-        table.add_column(c, justify="right")
-    for row in rows:
-        cells = [str(row["seed"])] + [f"{row[c]:.1f}" for c in cols[1:]]
-        for c in extra:
-            v = row[c]
-            cells.append("-" if v is None else (f"{v:.1f}" if c.endswith("_mean")
-                                                else f"{100 * v:.1f}%"))
-        table.add_row(*cells)
-    console.print(table)

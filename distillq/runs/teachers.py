@@ -1,19 +1,26 @@
-"""Teachers of a distillation: loading teacher runs and laying out their params per student."""
+"""Teachers of a distillation: finding, loading and verifying the runs a student learns (or
+learnt) from, and laying out their params per student.
+
+`of_student(run)` is the one way every command finds a student's teachers: the recorded
+paths (relative first: runs/ may have moved), each verified to be the very run the student
+was distilled from (its params digest), a sweep point selected where the teacher swept.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from distillq import checkpoint
+from distillq.runs import store
 from distillq.errors import RunDirError
 
 
 def load_teachers(teacher_dirs: list[str], point: int | None = None,
-                  multitask: bool = False) -> list[checkpoint.Run]:
+                  multitask: bool = False) -> list[store.Run]:
     """Complete runs that can teach together (same env, same architecture): teacher runs, or
     student runs (chains: teacher -> assistant -> student; born-again students). A student
     run that swept several points teaches from one of them, `point`."""
-    runs = [checkpoint.load_run(p) for p in teacher_dirs]
+    runs = [store.load_run(p) for p in teacher_dirs]
     for r in runs:   # before a point is chosen: no point of such a run can teach
         check_can_teach(r)
     runs = [select_point(r, point) for r in runs]
@@ -30,7 +37,63 @@ def load_teachers(teacher_dirs: list[str], point: int | None = None,
     return runs
 
 
-def check_can_teach(r: checkpoint.Run) -> None:
+def find(meta: dict, student_dir: Path) -> list[Path] | None:
+    """The teacher run dirs of a student: relative path first (runs/ moved), then absolute.
+    None when any of them is missing."""
+    found = []
+    for entry in meta.get("teacher", {}).get("runs", []):
+        for cand in (entry.get("relative_run_dir"), entry.get("run_dir")):
+            if not cand:
+                continue
+            p = Path(cand)
+            if not p.is_absolute():
+                p = (Path(student_dir).resolve() / p).resolve()
+            if store.has_meta(p):
+                found.append(p)
+                break
+        else:
+            return None
+    return found or None
+
+
+def verify(student: Path, meta: dict, teacher_dirs: list[Path],
+           teacher_metas: list[dict]) -> None:
+    """Each teacher found for a student is the run it was distilled from: same params digest
+    as recorded in the student's meta.json (students from before digests: unchecked)."""
+    for entry, path, tmeta in zip(meta.get("teacher", {}).get("runs", []), teacher_dirs,
+                                  teacher_metas, strict=False):
+        want = entry.get("params_digest")
+        if want is not None and tmeta.get("params_digest") != want:
+            raise RunDirError(f"teacher {path} is not the run {student} was distilled from "
+                              "(its params digest differs from the one recorded then); restore "
+                              "that teacher, or evaluate the student alone with --no-teacher")
+
+
+MISSING = ("raise", "warn", "none")
+
+
+def of_student(path: Path, meta: dict, missing: str = "raise") -> list[store.Run] | None:
+    """The teacher runs of a student (None for a teacher run), loaded and verified. A
+    teacher that cannot be found: RunDirError (`raise`, what --resume needs), a warning and
+    None (`warn`: evaluate reports the student alone), or None (`none`)."""
+    if meta["kind"] != "student":
+        return None
+    paths = find(meta, path)
+    if paths is None:
+        if missing == "raise":
+            raise RunDirError(f"a teacher run of {path} is missing")
+        if missing == "warn":
+            from distillq.runs.console import warn
+
+            warn(f"a teacher run of {path} is missing; reporting the student alone")
+        return None
+    runs = load_teachers([str(p) for p in paths], meta["teacher"].get("point"),
+                         multitask=bool(meta.get("multitask")))
+    verify(path, meta, paths, [t.meta for t in runs])
+    return runs
+
+
+def check_can_teach(r: store.Run) -> None:
     """A run that cannot label a single env's full observation is refused in one line."""
     if r.meta.get("student_view"):
         raise RunDirError(f"{r.path} sees a transformed observation (student_obs / "
@@ -45,7 +108,7 @@ def describe_point(p: dict) -> str:
     return f"temp={p.get('temp', 1.0):g} {w}".strip()
 
 
-def select_point(run: checkpoint.Run, point: int | None) -> checkpoint.Run:
+def select_point(run: store.Run, point: int | None) -> store.Run:
     """A run as a teacher. A student run of several sweep points holds several students per
     seed: which one teaches must be said (`point`), else a one-line error names the choices.
     The view keeps only that point's students (their seeds are then unique)."""
@@ -66,11 +129,11 @@ def select_point(run: checkpoint.Run, point: int | None) -> checkpoint.Run:
     meta = {**run.meta, "seeds": [run.meta["seeds"][i] for i in idx], "points": [points[point]],
             "point_index": [0] * len(idx), "teacher_point": point,
             "evaluation": {"overall": run.meta["evaluation"]["per_point"][point]}}
-    return checkpoint.Run(run.path, meta, jax.tree.map(lambda x: np.asarray(x)[idx],
+    return store.Run(run.path, meta, jax.tree.map(lambda x: np.asarray(x)[idx],
                                                        run.params))
 
 
-def lineage(runs: list[checkpoint.Run], param_count) -> list[dict]:
+def lineage(runs: list[store.Run], param_count) -> list[dict]:
     """The chain from the direct teacher up to the original teacher (of the first run when
     several teach as an ensemble): run dir, kind, network, params and recorded mean return."""
     r = runs[0]
@@ -83,7 +146,7 @@ def lineage(runs: list[checkpoint.Run], param_count) -> list[dict]:
     return [me, *r.meta.get("lineage", [])]
 
 
-def per_student_params(teachers: list[checkpoint.Run], seed_index: list[int] | None,
+def per_student_params(teachers: list[store.Run], seed_index: list[int] | None,
                        n_students: int) -> Any:
     """Teacher params per student with an ensemble axis: leaves [n_students, K, ...].
 
@@ -102,6 +165,6 @@ def per_student_params(teachers: list[checkpoint.Run], seed_index: list[int] | N
     return jax.tree.map(lambda x: jnp.asarray(x)[idx][:, None], stacked)
 
 
-def labels(teachers: list[checkpoint.Run]) -> list[int]:
+def labels(teachers: list[store.Run]) -> list[int]:
     """Every teacher seed, in the order of per_student_params' stacking."""
     return [s for t in teachers for s in t.meta["seeds"]]

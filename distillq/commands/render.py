@@ -17,18 +17,16 @@ from typing import Any
 
 from distillq.errors import ConfigError, RunDirError
 
-CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
-
 
 def episode(env, apply, params: Any, key, index: int, view: Any = None
             ) -> tuple[list, list[float]]:
     """States and cumulative returns of evaluation episode `index` (greedy), up to its end:
-    the same episode as evaluate.make_rollout's (same keys, same student view)."""
+    the same episode as rollout.make_rollout's (same keys, same student view)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from distillq import views
+    from distillq.core import views
 
     k_reset, k_steps = jax.random.split(key)
     k_view = jax.random.fold_in(k_steps, 0x51E3)
@@ -112,43 +110,40 @@ def compose(gifs: list[tuple[str, Path]], out: Path, scale: float = 0.5) -> None
                    optimize=True)
 
 
-def render_run(path: str, out: str, *, seed_index: int = 0, episode_index: int = 0,
+def run(path: str, out: str, *, seed_index: int = 0, episode_index: int = 0,
                with_teacher: bool = True, max_frames: int = 120, force: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from distillq import checkpoint, envs, evaluate, networks, teachers, views
+    from distillq.core import envs, networks, rollout, views
+    from distillq.runs import store, teachers
 
     out_path = Path(out)
     if out_path.suffix.lower() != ".gif":
         raise ConfigError(f"--out must end in .gif, got {out}")
-    for d in (out_path.resolve().parent, *out_path.resolve().parents):
-        if (d / checkpoint.META).is_file():
-            raise RunDirError(f"{out} is inside the run dir {d}; render elsewhere")
+    inside = store.enclosing_run(out_path.resolve().parent)
+    if inside is not None:
+        raise RunDirError(f"{out} is inside the run dir {inside}; render elsewhere")
     if out_path.exists() and not force:
         raise RunDirError(f"{out} already exists; choose another --out or pass --force")
-    run = checkpoint.load_run(path)
-    checkpoint.check_single_env(run, "render")
+    run = store.load_run(path)
+    store.check_single_env(run, "render")
     if not 0 <= seed_index < len(run.meta["seeds"]):
         raise ConfigError(f"--seed-index must be in 0..{len(run.meta['seeds']) - 1}")
     env = envs.make(run.meta["env"])
     seed = run.meta["seeds"][seed_index]
-    key = evaluate.eval_key(seed)
+    key = rollout.eval_key(seed)
     sides = [("student" if run.meta["kind"] == "student" else "teacher", run.meta["network"],
               jax.tree.map(lambda x: jnp.asarray(x[seed_index]), run.params),
               views.from_meta(run.meta))]
-    if with_teacher and run.meta["kind"] == "student":
-        paths = checkpoint.find_teachers(run.meta, run.path)
-        if paths is not None:
-            t_runs = teachers.load_teachers([str(p) for p in paths],
-                                            run.meta["teacher"].get("point"))
-            checkpoint.check_teachers(run.path, run.meta, paths, [t.meta for t in t_runs])
-            idx = run.meta["teacher"]["seed_index"]
-            if idx is not None and len(t_runs) == 1:
-                t_params = jax.tree.map(lambda x: jnp.asarray(x[idx[seed_index]]),
-                                        t_runs[0].params)
-                sides.append(("teacher", t_runs[0].meta["network"], t_params,
-                              views.from_meta(t_runs[0].meta)))
+    t_runs = teachers.of_student(run.path, run.meta, missing="none") if with_teacher else None
+    if t_runs is not None:
+        idx = run.meta["teacher"]["seed_index"]
+        if idx is not None and len(t_runs) == 1:
+            t_params = jax.tree.map(lambda x: jnp.asarray(x[idx[seed_index]]),
+                                    t_runs[0].params)
+            sides.append(("teacher", t_runs[0].meta["network"], t_params,
+                          views.from_meta(t_runs[0].meta)))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"kind": "render", "run_dir": str(run.path), "env": env.name,
                                "seed": seed, "episode": episode_index, "out": str(out_path)}

@@ -15,20 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distillq import checkpoint, registry
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    p = run_dir / checkpoint.METRICS
-    if not p.exists():
-        return []
-    rows = []
-    for line in p.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
+from distillq import registry
+from distillq.errors import DistillqError, RunDirError
+from distillq.runs import store, teachers
 
 
 def _label(meta: dict, run_dir: Path) -> str:
@@ -42,16 +31,16 @@ def collect_runs(paths: list[str]) -> list[tuple[Path, dict]]:
     reported too: their curves so far, from metrics.jsonl."""
     out: dict[Path, dict] = {}
     for p in paths:
-        meta = checkpoint.read_meta(p)
+        meta = store.read_meta(p)
         if meta["status"] == "complete":
-            checkpoint.check_digest(Path(p), meta)
+            store.check_digest(Path(p), meta)
         if meta["kind"] == "student":
-            teachers = checkpoint.find_teachers(meta, Path(p)) or []
-            t_metas = [checkpoint.read_meta(t) for t in teachers]
-            checkpoint.check_teachers(Path(p), meta, teachers, t_metas)
-            for t, tm in zip(teachers, t_metas, strict=True):
+            found = teachers.find(meta, Path(p)) or []
+            t_metas = [store.read_meta(t) for t in found]
+            teachers.verify(Path(p), meta, found, t_metas)
+            for t, tm in zip(found, t_metas, strict=True):
                 if tm["status"] == "complete":
-                    checkpoint.check_digest(t, tm)
+                    store.check_digest(t, tm)
                 out.setdefault(t.resolve(), tm)
         out[Path(p).resolve()] = meta
     # teachers first, then students, each in the order met
@@ -60,11 +49,10 @@ def collect_runs(paths: list[str]) -> list[tuple[Path, dict]]:
 
 def check_out_dir(out_dir: Path) -> None:
     """A report never writes into a run dir (nor into a dir inside one)."""
-    p = Path(out_dir).resolve()
-    for d in (p, *p.parents):
-        if (d / checkpoint.META).is_file():
-            raise checkpoint.RunDirError(f"{out_dir} is inside the run dir {d}; a report is "
-                                         "written elsewhere (runs are never modified)")
+    inside = store.enclosing_run(out_dir)
+    if inside is not None:
+        raise RunDirError(f"{out_dir} is inside the run dir {inside}; a report is written "
+                          "elsewhere (runs are never modified)")
 
 
 def _table_rows(run_dir: Path, meta: dict) -> list[dict]:
@@ -117,6 +105,23 @@ def gif_links(gif_dir: Path, runs: list[tuple[Path, dict]], out_dir: Path) -> li
     return lines
 
 
+def output_dir(out: Path | None) -> Path:
+    """--out, checked before any work; by default a new runs/report-<date>-<id>/."""
+    if out is None:
+        return store.new_output_dir("report")
+    store.check_writable_parent(out)
+    if out.exists() and not out.is_dir():
+        raise DistillqError(f"{out} exists and is not a directory")
+    return out
+
+
+def run(paths: list[str], out: Path | None, gif_dir: Path | None = None) -> dict:
+    """The command's JSON: the files written and the runs reported."""
+    result = make_report(paths, output_dir(out), gif_dir)
+    result.pop("table")
+    return result
+
+
 def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) -> dict:
     import matplotlib
 
@@ -130,7 +135,7 @@ def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) ->
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for run_dir, meta in runs:
-        rows = [r for r in _rows(run_dir) if r.get("eval_return") is not None]
+        rows = [r for r in store.read_metrics(run_dir) if r.get("eval_return") is not None]
         if not rows:
             continue
         steps = sorted({r["env_steps"] for r in rows})
@@ -203,7 +208,7 @@ def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) ->
 def _print(table: list[dict]) -> None:
     from rich.table import Table
 
-    from distillq.runner import console
+    from distillq.runs.console import console
 
     t = Table(title="report", title_style="bold")
     for c in ("run", "status", "kind", "network", "params", "return", "retention", "fidelity"):

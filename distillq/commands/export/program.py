@@ -1,0 +1,128 @@
+"""A network lowered to a flat list of layers, the form every export format is generated from:
+an optional input scaling (the spec's `input_norm`, so every artefact takes raw observations),
+a convolution (CNN), dense layers with their activation, and the Q head. The same list with
+int8 weights and per-output-channel scales is the quantised policy; `numpy_forward` runs a
+list and is the reference every format is checked against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from distillq.errors import RunDirError
+
+
+def program(spec: dict, params: Any) -> list[dict]:
+    """The network as layers: {"op": "scale"|"conv"|"flatten"|"dense", arrays, "act"}.
+    `params` are one seed's flax params (numpy)."""
+    from distillq.core import networks
+
+    kind = spec["type"]
+    if kind not in ("mlp", "linear", "cnn"):
+        raise RunDirError(f"cannot export a network of type {kind!r} (known: mlp, linear, cnn)")
+    p = params["params"]
+    act = spec.get("activation", "relu")
+    shape = list(networks.obs_shape(spec))
+    layers: list[dict] = []
+    norm = spec.get("input_norm")
+    if norm is not None:
+        layers.append({"op": "scale", "shift": np.asarray(norm["shift"], np.float32),
+                       "scale": np.asarray(norm["scale"], np.float32)})
+    if kind == "cnn":
+        k = np.asarray(p["conv"]["kernel"], np.float32)            # [kh, kw, C, F]
+        layers.append({"op": "conv", "kernel": k, "bias": np.asarray(p["conv"]["bias"],
+                                                                      np.float32),
+                       "act": act, "in_shape": shape})
+        h, w = shape[0] - k.shape[0] + 1, shape[1] - k.shape[1] + 1
+        shape = [h, w, k.shape[3]]
+    layers.append({"op": "flatten", "size": int(math.prod(shape))})
+    n_hidden = len(spec.get("hidden", spec.get("dense", [])))
+    for i in range(n_hidden):
+        d = p[f"hidden_{i}"]
+        layers.append({"op": "dense", "w": np.asarray(d["kernel"], np.float32),
+                       "b": np.asarray(d["bias"], np.float32), "act": act})
+    layers.append({"op": "dense", "w": np.asarray(p["q"]["kernel"], np.float32),
+                   "b": np.asarray(p["q"]["bias"], np.float32), "act": None})
+    return layers
+
+
+def quantise(layers: list[dict]) -> list[dict]:
+    """int8 weights with one symmetric scale per output channel (post-training): w ~ q * s,
+    q in [-127, 127]. Biases and the input scaling stay float32."""
+    out = []
+    for original in layers:
+        layer = dict(original)
+        key = {"dense": "w", "conv": "kernel"}.get(layer["op"])
+        if key is not None:
+            w = layer[key]
+            flat = w.reshape(-1, w.shape[-1])
+            s = np.abs(flat).max(axis=0) / 127.0
+            s = np.where(s > 0, s, 1.0).astype(np.float32)
+            q = np.clip(np.round(flat / s), -127, 127).astype(np.int8)
+            layer[key] = q.reshape(w.shape)
+            layer[key + "_scale"] = s
+        out.append(layer)
+    return out
+
+
+def dequantised(layers: list[dict]) -> list[dict]:
+    """float32 layers whose weights are the int8 weights times their scales."""
+    out = []
+    for original in layers:
+        layer = dict(original)
+        for key in ("w", "kernel"):
+            if key + "_scale" in layer:
+                layer[key] = layer[key].astype(np.float32) * layer.pop(key + "_scale")
+        out.append(layer)
+    return out
+
+
+def to_params(layers: list[dict], spec: dict) -> dict:
+    """The flax params a (dequantised) program came from, so distillq can evaluate it."""
+    p: dict[str, Any] = {}
+    dense = [x for x in layers if x["op"] == "dense"]
+    for i, d in enumerate(dense[:-1]):
+        p[f"hidden_{i}"] = {"kernel": d["w"], "bias": d["b"]}
+    p["q"] = {"kernel": dense[-1]["w"], "bias": dense[-1]["b"]}
+    conv = [x for x in layers if x["op"] == "conv"]
+    if conv:
+        p["conv"] = {"kernel": conv[0]["kernel"], "bias": conv[0]["bias"]}
+    return {"params": p}
+
+
+
+_NP_ACTS = {"relu": lambda x: np.maximum(x, 0.0), "tanh": np.tanh,
+            "silu": lambda x: x / (1.0 + np.exp(-x))}
+
+
+def numpy_forward(layers: list[dict], obs: np.ndarray) -> np.ndarray:
+    """Q-values [N, A] of observations [N, *obs_shape] (the reference for every format)."""
+    x = np.asarray(obs, np.float32)
+    n = x.shape[0]
+    for layer in layers:
+        op = layer["op"]
+        if op == "scale":
+            x = (x.reshape(n, -1) - layer["shift"]) * layer["scale"]
+            x = x.reshape(obs.shape)
+        elif op == "conv":
+            k = layer["kernel"].astype(np.float32) * layer.get("kernel_scale", 1.0)
+            kh, kw = k.shape[:2]
+            h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+            cols = np.concatenate([x[:, i:i + h, j:j + w, :] for i in range(kh)
+                                   for j in range(kw)], axis=-1)
+            x = cols @ k.reshape(-1, k.shape[-1]) + layer["bias"]
+            x = _np_act(layer["act"], x)
+        elif op == "flatten":
+            x = x.reshape(n, -1)
+        else:
+            w = layer["w"].astype(np.float32) * layer.get("w_scale", 1.0)
+            x = x @ w + layer["b"]
+            x = _np_act(layer["act"], x)
+    return x
+
+
+def _np_act(name: str | None, x: np.ndarray) -> np.ndarray:
+    return x if name is None else _NP_ACTS[name](x)
