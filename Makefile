@@ -46,8 +46,10 @@ test: setup
 test-fast: setup
 	$(PYTEST) -m "not slow"
 
+# ruff, then the house's layers (import-linter contracts in pyproject.toml)
 lint: setup
 	$(VENV)/bin/ruff check distillq tests scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 # Mutation testing (cosmic-ray) of the algorithm modules: hours on a 2-core CPU; the
 # survivors are listed in results/mutation/. See README "Tests".

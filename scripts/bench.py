@@ -228,20 +228,24 @@ def bench_loop_efficiency(seeds: int) -> dict:
     import numpy as np
 
     from distillq import _setup, config
-    from distillq.core import dqn, envs
-    from distillq.runs import runner
+    from distillq.core import dqn, envs, loop
 
     _setup.configure()
     cfg = config.load("teacher", None, {"seeds": seeds})
-    tr = dqn.make_trainer(cfg, envs.make(cfg.env))
+    tr = dqn.make(cfg, envs.make(cfg.env))
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(seeds)])
-    state = jax.jit(jax.vmap(tr.init))(keys)
-    chunk = jax.jit(jax.vmap(tr.chunk, in_axes=(0, None)), donate_argnums=0)
-    res = runner.run_chunks(
-        chunk=chunk, state=state, args=(), t0=0, total_iterations=cfg.total_iterations,
-        chunk_steps=cfg.chunk_steps, num_envs=cfg.num_envs, seeds=list(range(seeds)),
-        desc="loop", stop=lambda m: bool(np.all(m["best_return"] >= cfg.stop_return)),  # CartPole: 500
-        show_progress=False)
+    state = jax.jit(jax.vmap(tr.system.init))(keys)
+    chunk = jax.jit(jax.vmap(loop.make_chunk(tr.system), in_axes=(0, 0, None)),
+                    donate_argnums=0)
+    chunk.lower(state, None, jnp.int32(0)).compile()
+    t, t0 = 0, time.perf_counter()
+    while t < cfg.total_iterations:      # the training loop alone (no run dir, no metrics)
+        state, m = chunk(state, None, jnp.int32(t))
+        t += min(cfg.chunk_iterations, cfg.total_iterations - t)
+        if bool(np.all(np.asarray(m.best_score) >= cfg.stop_return)):   # CartPole: 500
+            break
+    jax.block_until_ready(state)
+    res = {"t": t, "state": state, "train_s": time.perf_counter() - t0}
     t = res["t"]
     n_updates = (t - cfg.warmup_iterations) * cfg.updates_per_step
     upd = jax.jit(jax.vmap(tr.updates_only(n_updates), in_axes=(0, None)))

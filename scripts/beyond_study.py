@@ -51,7 +51,8 @@ class Study:
 
     def teacher(self, env: str, steps: int | None = None, label: str = "teacher") -> Path:
         """An 8-seed teacher on the env's defaults (steps: an early-stopped one)."""
-        from distillq import commands, config
+        from distillq import config
+        from distillq.commands import train as train_cmd
 
         if steps is None and env in self.given:
             return Path(self.given[env])
@@ -61,13 +62,14 @@ class Study:
             over = {"env": env, "seeds": SEEDS}
             if steps is not None:
                 over.update(total_steps=steps, stop_return=None)
-            commands.train_teacher(config.load("teacher", None, over, env=env), out=str(d),
+            train_cmd.run(config.load("teacher", None, over, env=env), out=str(d),
                                    show_progress=False)
         return d
 
     def distil(self, label: str, teachers: list[Path], over: dict, env: str | None) -> dict:
         """A cell of 8 students (reused when complete); returns its meta.json."""
-        from distillq import commands, config
+        from distillq import config
+        from distillq.commands import distill as distill_cmd
         from distillq.runs import store
 
         d = self.runs / label
@@ -75,7 +77,7 @@ class Study:
             _clear(d)
             t0 = time.perf_counter()
             cfg = config.load("distill", None, over, env=env)
-            commands.distill(cfg, [str(t) for t in teachers], seeds=SEEDS, out=str(d),
+            distill_cmd.run(cfg, [str(t) for t in teachers], seeds=SEEDS, out=str(d),
                              show_progress=False)
             print(f"{label}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         return store.read_meta(d)
@@ -169,7 +171,7 @@ def _single_width(env, budget: float) -> int:
 
 
 def multitask_claim(st: Study, args) -> None:
-    from distillq.core import envs, multitask
+    from distillq.core import envs, multitask, networks
 
     t_dirs = [st.teacher(e) for e in MT_ENVS]
     env_objs = [envs.make(e) for e in MT_ENVS]
@@ -179,7 +181,7 @@ def multitask_claim(st: Study, args) -> None:
     table, data = [], []
     for h in MT_WIDTHS:
         spec = multitask.make_spec(str(h), "relu", env_objs, "none")
-        n = multitask.param_count(spec)
+        n = networks.param_count(spec)
         meta = st.distil(f"mt-{h}", t_dirs, {**common, "network": str(h), "multitask": True},
                          None)
         mt = {b["env"]: [r["retention"] for r in b["evaluation"]["per_seed"]]
@@ -247,7 +249,7 @@ NOISES = [0.0, 0.05, 0.2]
 
 
 def robustness(st: Study, args) -> None:
-    from distillq import commands
+    from distillq.commands import evaluate as evaluate_cmd
     from distillq.core import robustness as rb
 
     env = "CartPole-v1"
@@ -258,7 +260,7 @@ def robustness(st: Study, args) -> None:
                 for label in ROBUST_STUDENTS}
     for label, over in ROBUST_STUDENTS.items():
         st.distil(students[label].name, [t_dir], over, env)
-    ev = commands.evaluate_runs([str(p) for p in students.values()], episodes=args.episodes,
+    ev = evaluate_cmd.run([str(p) for p in students.values()], episodes=args.episodes,
                                 shifts=shifts)
     data, lines = {}, []
     head = ("| shift | teacher return | " + " | ".join(

@@ -63,7 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="distill total_steps override")
     args = ap.parse_args(argv)
 
-    from distillq import commands, config
+    from distillq import config
+    from distillq.commands import distill as distill_cmd
+    from distillq.commands import train as train_cmd
     from distillq.core import networks
 
     out = Path(args.out)
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
         if not _complete(teacher_dir):
             tcfg = config.load("teacher", None, {"seeds": args.seeds})
             _clear(teacher_dir)
-            commands.train_teacher(tcfg, out=str(teacher_dir), show_progress=False)
+            train_cmd.run(tcfg, out=str(teacher_dir), show_progress=False)
     t_meta = json.loads((teacher_dir / "meta.json").read_text())
     t_params = networks.param_count(t_meta["network"])
     t_returns = [p["mean"] for p in t_meta["evaluation"]["per_seed"]]
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
                 if not _complete(run_dir):
                     _clear(run_dir)
                     t0 = time.perf_counter()
-                    commands.distill(cfg, [str(teacher_dir)], out=str(run_dir),
+                    distill_cmd.run(cfg, [str(teacher_dir)], out=str(run_dir),
                                      show_progress=False)
                     print(f"{name}: {time.perf_counter() - t0:.1f}s", file=sys.stderr)
                 meta = json.loads((run_dir / "meta.json").read_text())

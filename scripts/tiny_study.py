@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     from distillq import _setup
 
     _setup.configure()
-    from distillq import commands, config
+    from distillq import config
+    from distillq.commands import train as train_cmd
     from distillq.runs import store
 
     out = Path(args.out)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         if not _complete(t_dir):
             _clear(t_dir)
             cfg = config.load("teacher", None, {"env": env, "seeds": 8}, env=env)
-            commands.train_teacher(cfg, out=str(t_dir), show_progress=False)
+            train_cmd.run(cfg, out=str(t_dir), show_progress=False)
         teacher = store.read_meta(t_dir)
         t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
 
@@ -79,14 +80,15 @@ def main(argv=None) -> int:
 
 def _cell(runs: Path, env: str, label: str, src: Path, size: str, mode: str, n: int) -> Path:
     """Distil n students of `size` from run `src` (reused when already complete)."""
-    from distillq import commands, config
+    from distillq import config
+    from distillq.commands import distill as distill_cmd
 
     d = runs / f"{env}-{label}"
     if not _complete(d):
         _clear(d)
         cfg = config.load("distill", None, {"network": size, "collect": mode,
                                             "loss": ("kl",), "temp": (2.0,)}, env=env)
-        commands.distill(cfg, str(src), seeds=n, out=str(d), show_progress=False)
+        distill_cmd.run(cfg, str(src), seeds=n, out=str(d), show_progress=False)
     return d
 
 

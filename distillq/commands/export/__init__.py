@@ -21,13 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from distillq.commands.export import c_format, numpy_format, onnx_format
-from distillq.commands.export.program import (
-    dequantised,
-    numpy_forward,
-    program,
-    quantise,
-    to_params,
-)
+from distillq.commands.export.program import dequantised, lower, numpy_forward, quantise, to_params
 from distillq.errors import ConfigError, RunDirError
 
 
@@ -190,7 +184,7 @@ def run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool = Fals
         raise ConfigError(f"--seed-index must be in 0..{n_seeds - 1} for {path}")
     spec = run.meta["network"]
     one = jax.tree.map(lambda x: np.asarray(x[seed_index]), run.params)
-    layers = program(spec, one)
+    layers = lower(spec, one)
     if int8:
         layers = quantise(layers)
     final = Path(out)
@@ -295,7 +289,7 @@ def int8_evaluation(run, episodes: int | None = None) -> dict:
 
     spec = run.meta["network"]
     n = len(run.meta["seeds"])
-    seeds = [to_params(dequantised(quantise(program(spec, jax.tree.map(
+    seeds = [to_params(dequantised(quantise(lower(spec, jax.tree.map(
         lambda x, i=i: np.asarray(x[i]), run.params)))), spec) for i in range(n)]
     qparams = jax.tree.map(lambda *xs: np.stack(xs), *seeds)
     episodes = episodes or int(run.meta["config"].get("final_episodes", 100))

@@ -15,7 +15,7 @@ import numpy as np
 from distillq.errors import RunDirError
 
 
-def program(spec: dict, params: Any) -> list[dict]:
+def lower(spec: dict, params: Any) -> list[dict]:
     """The network as layers: {"op": "scale"|"conv"|"flatten"|"dense", arrays, "act"}.
     `params` are one seed's flax params (numpy)."""
     from distillq.core import networks

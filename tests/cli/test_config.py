@@ -90,7 +90,7 @@ def test_readme_config_reference_is_current():
     import importlib.util
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("config_reference",
                                                   root / "scripts" / "config_reference.py")
     ref = importlib.util.module_from_spec(spec)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_DISTILL, TINY_TEACHER
+from helpers import TINY_DISTILL, TINY_TEACHER
 
 from distillq import config
 from distillq.runs import store

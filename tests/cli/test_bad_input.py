@@ -10,21 +10,25 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import invoke, one_line_error
+from helpers import invoke, one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distillq import cli, commands
+from distillq import cli, pipes
+from distillq.commands import distill as distill_cmd
+from distillq.commands import train as train_cmd
+from distillq.errors import RunDirError
+from distillq.runs import teachers
 
 
 @pytest.fixture(scope="module")
 def runs(teacher_run, tmp_path_factory):
     """The tiny teacher, a student distilled from it, and damaged copies."""
-    from conftest import tiny_distill
+    from helpers import tiny_distill
 
     t = teacher_run[0]
     d = tmp_path_factory.mktemp("bad")
-    commands.distill(tiny_distill(), [str(t)], out=str(d / "s"), show_progress=False)
+    distill_cmd.run(tiny_distill(), [str(t)], out=str(d / "s"), show_progress=False)
     damaged = {}
     for kind in ("truncated", "corrupted", "partial", "no_meta", "bad_meta", "running"):
         c = d / kind
@@ -132,10 +136,10 @@ def test_a_huge_sweep_is_refused_with_its_memory_estimate(runs):
 
 
 def test_stdin_is_read_with_a_bound_and_deep_json_is_refused(tmp_path):
-    from distillq import cli
+    from distillq import cli, pipes
 
     assert "stdin holds more than 16 MB" in one_line_error(
-        ["evaluate"], stdin="\0" * (cli.STDIN_LIMIT + 1))
+        ["evaluate"], stdin="\0" * (pipes.STDIN_LIMIT + 1))
     assert "not the JSON output" in one_line_error(["evaluate"], stdin="[" * 100_000 + "\n")
     assert "not the JSON output" in one_line_error(["report"], stdin="[" * 100_000 + "\n")
     long = '{"run_dir": "' + "a" * 100_000 + '"}\n'
@@ -145,12 +149,12 @@ def test_stdin_is_read_with_a_bound_and_deep_json_is_refused(tmp_path):
 
 def test_budget_is_honoured_exactly(tmp_path):
     """A chunk longer than the budget, and a last partial chunk, run exactly total_steps."""
-    from conftest import tiny_teacher
+    from helpers import tiny_teacher
 
-    one = commands.train_teacher(tiny_teacher(chunk_steps=20_000, total_steps=1024, seeds=1),
+    one = train_cmd.run(tiny_teacher(chunk_steps=20_000, total_steps=1024, seeds=1),
                                  out=str(tmp_path / "a"), show_progress=False)
     assert one["env_steps_per_seed"] == 1024 and one["chunks_run"] == 1
-    part = commands.train_teacher(tiny_teacher(chunk_steps=64, total_steps=1000, seeds=1),
+    part = train_cmd.run(tiny_teacher(chunk_steps=64, total_steps=1000, seeds=1),
                                   out=str(tmp_path / "b"), show_progress=False)
     # 250 iterations of 4 envs: chunks of 64, 64, 64 and a last one of 58
     assert part["env_steps_per_seed"] == 1000 and part["chunks_run"] == 4
@@ -243,6 +247,7 @@ ARGS = st.tuples(
 def stubbed(monkeypatch):
     """Valid arguments must not start training: stub the work behind the CLI, keeping the
     checks a command makes before any work (network spec, integer ranges, memory)."""
+    from distillq.commands import evaluate, report
     from distillq.core import dqn, envs
     from distillq.runs import limits
 
@@ -250,21 +255,20 @@ def stubbed(monkeypatch):
         return {"run_dir": "stub", "kind": "stub"}
 
     def fake_teacher(cfg, **_k):
-        limits.preflight_teacher(cfg, dqn.make_trainer(cfg, envs.make(cfg.env)))
+        limits.preflight_teacher(cfg, dqn.make(cfg, envs.make(cfg.env)))
         return fake()
 
-    monkeypatch.setattr(commands, "train_teacher", fake_teacher)
-    for name in ("distill", "evaluate_runs"):
-        monkeypatch.setattr(commands, name, fake)
+    monkeypatch.setattr(train_cmd, "run", fake_teacher)
+    for module in (distill_cmd, evaluate):
+        monkeypatch.setattr(module, "run", fake)
     import jax
 
     def no_rendezvous(*_a, **_k):
         raise RuntimeError("stub: no coordinator in the fuzz")
 
     monkeypatch.setattr(jax.distributed, "initialize", no_rendezvous)
-    from distillq import report
 
-    monkeypatch.setattr(report, "make_report", lambda *a, **k: {"table": [], "kind": "stub"})
+    monkeypatch.setattr(report, "run", lambda *a, **k: {"kind": "stub"})
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -285,27 +289,25 @@ def test_wall_time_excludes_waiting_for_upstream_stdin(monkeypatch):
     """In a pipeline the downstream command starts at once and blocks on stdin: that wait
     is not its own time (checked with a fake clock, not by timing)."""
     clock = iter([100.0, 107.5])
-    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
-    monkeypatch.setattr(cli.sys, "stdin", io.StringIO('{"run_dir": "r"}\n'))
-    before = cli._STARTED
-    try:
-        assert cli._read_stdin() == '{"run_dir": "r"}\n'
-        assert cli._STARTED == pytest.approx(before + 7.5)
-    finally:
-        cli._STARTED = before
+    monkeypatch.setattr(pipes.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(pipes.sys, "stdin", io.StringIO('{"run_dir": "r"}\n'))
+    monkeypatch.setattr(pipes, "waited_s", 0.0)
+    assert pipes.read_stdin() == '{"run_dir": "r"}\n'
+    assert pipes.waited_s == pytest.approx(7.5)
+    assert cli._started() == pytest.approx(cli._STARTED + 7.5)
 
 
 def test_a_moved_runs_dir_keeps_students_and_teachers_together(tmp_path, monkeypatch):
     """A real runs/ (default names, made by the commands) moved elsewhere as a whole: the
     student finds its teacher by the relative path recorded at creation (meta.json is not
     edited). With the teacher gone, evaluate warns and reports the student alone."""
-    from conftest import tiny_distill, tiny_teacher
+    from helpers import tiny_distill, tiny_teacher
 
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    t = commands.train_teacher(tiny_teacher(), show_progress=False)
-    s = commands.distill(tiny_distill(), [t["run_dir"]], show_progress=False)
+    t = train_cmd.run(tiny_teacher(), show_progress=False)
+    s = distill_cmd.run(tiny_distill(), [t["run_dir"]], show_progress=False)
     assert t["run_dir"].startswith("runs/") and s["run_dir"].startswith("runs/")
     moved = tmp_path / "elsewhere" / "deep"
     moved.mkdir(parents=True)
@@ -330,7 +332,7 @@ def test_a_swapped_teacher_is_refused(runs, tmp_path):
     """A student records its teacher's params digest: a teacher dir replaced by another run
     (here a 8-unit teacher) is refused by evaluate, report and --resume, instead of a
     retention of 904%; --no-teacher still evaluates the student alone."""
-    from conftest import tiny_teacher
+    from helpers import tiny_teacher
 
     teacher, student, _, _ = runs
     t, s = tmp_path / "t", tmp_path / "s"
@@ -342,16 +344,16 @@ def test_a_swapped_teacher_is_refused(runs, tmp_path):
     (s / "meta.json").write_text(json.dumps(meta))
     code, out, err = invoke(["evaluate", str(s), "--episodes", "2"])
     assert code == 0, err                                      # the copy itself is fine
-    commands.train_teacher(tiny_teacher(network="8"), out=str(tmp_path / "other"),
-                           show_progress=False)
+    train_cmd.run(tiny_teacher(network="8"), out=str(tmp_path / "other"),
+                  show_progress=False)
     shutil.rmtree(t)
     shutil.copytree(tmp_path / "other", t)                     # the swap
     msg = one_line_error(["evaluate", str(s), "--episodes", "2"])
     assert f"teacher {t} is not the run {s} was distilled from" in msg
     assert "is not the run" in one_line_error(["report", str(s), "--out", str(tmp_path / "r")])
     assert not (tmp_path / "r").exists()
-    with pytest.raises(commands.RunDirError, match="is not the run"):
-        commands._resume_teachers(meta, s)
+    with pytest.raises(RunDirError, match="is not the run"):
+        teachers.of_student(s, meta)
     code, out, err = invoke(["evaluate", str(s), "--episodes", "2", "--no-teacher"])
     assert code == 0, err
     (res,) = json.loads(out)["results"]

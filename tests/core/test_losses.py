@@ -1,4 +1,6 @@
-"""Losses against hand-computed values and known identities."""
+"""Losses against hand-computed values and known identities. Teacher-side arguments carry
+the ensemble axis K ([None]: one teacher), as the objective passes them: the functions tested
+here are the ones the product runs (the terms only bind their options)."""
 
 import math
 
@@ -19,7 +21,7 @@ def test_mse_hand_computed():
     s = jnp.array([[1.0, 2.0], [0.0, 0.0]])
     t = jnp.array([[0.0, 4.0], [1.0, -1.0]])
     # errors^2: 1, 4, 1, 1 -> mean 7/4
-    assert float(losses.mse(s, t)) == pytest.approx(1.75)
+    assert float(losses.mse(s, t[None])) == pytest.approx(1.75)
 
 
 def test_kl_hand_computed_with_temperature():
@@ -29,86 +31,28 @@ def test_kl_hand_computed_with_temperature():
     p = _softmax([1.0, 0.0])          # teacher softened by T
     q = _softmax([0.0, 0.0])
     expected = T**2 * float(np.sum(p * np.log(p / q)))
-    assert float(losses.kl(s, t, T)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.kl(s, t[None], T)) == pytest.approx(expected, rel=1e-5)
     # by hand: p = (e/(e+1), 1/(e+1)); KL = sum p log(2p) = 0.110944; * 4
     assert expected == pytest.approx(4 * 0.110944, rel=1e-4)
 
 
 def test_kl_zero_for_equal_and_shift_invariant():
     q = jnp.array([[1.0, 3.0, -2.0], [0.5, 0.5, 0.1]])
-    assert float(losses.kl(q, q, 1.0)) == pytest.approx(0.0, abs=1e-6)
-    assert float(losses.kl(q + 7.0, q, 0.5)) == pytest.approx(0.0, abs=1e-5)
+    assert float(losses.kl(q, q[None], 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.kl(q + 7.0, q[None], 0.5)) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_ce_hand_computed_and_equals_kl_plus_entropy_limit():
     s = jnp.array([[1.0, 0.0], [0.0, 0.0]])
     t = jnp.array([[0.0, 5.0], [3.0, 1.0]])   # teacher greedy actions 1, 0
     expected = np.mean([-math.log(_softmax([1.0, 0.0])[1]), -math.log(0.5)])
-    assert float(losses.ce(s, t)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.ce(s, t[None])) == pytest.approx(expected, rel=1e-5)
     # with a one-hot teacher (T -> 0), KL at T=1 against a near one-hot target equals CE
     sharp = t * 1000.0
-    assert float(losses.kl(s, sharp, 1.0)) == pytest.approx(expected, rel=1e-4)
+    assert float(losses.kl(s, sharp[None], 1.0)) == pytest.approx(expected, rel=1e-4)
 
 
-def test_td_loss_is_huber_mean():
-    q = jnp.array([0.0, 0.0, 0.0])
-    y = jnp.array([0.5, 2.0, -3.0])
-    # huber(0.5)=0.125, huber(2)=1.5, huber(3)=2.5 with delta 1
-    assert float(losses.td_loss(q, y, 1.0)) == pytest.approx((0.125 + 1.5 + 2.5) / 3)
-
-
-G = 0.9
-
-
-def test_nstep_no_episode_end_bootstraps_gamma_n():
-    r = jnp.array([[1.0, 2.0, 3.0]])
-    z = jnp.zeros((1, 3), bool)
-    ret, disc, last = losses.nstep_targets(r, z, z, G)
-    assert float(ret[0]) == pytest.approx(1 + G * 2 + G * G * 3)
-    assert float(disc[0]) == pytest.approx(G**3)
-    assert int(last[0]) == 2
-
-
-def test_nstep_terminated_stops_and_does_not_bootstrap():
-    r = jnp.array([[1.0, 1.0, 5.0]])
-    term = jnp.array([[False, True, False]])
-    ret, disc, last = losses.nstep_targets(r, term, term, G)
-    assert float(ret[0]) == pytest.approx(1 + G)       # reward after the end is excluded
-    assert float(disc[0]) == 0.0                          # terminal: no bootstrap
-    assert int(last[0]) == 1
-
-
-def test_nstep_truncated_stops_but_bootstraps():
-    r = jnp.array([[1.0, 1.0, 5.0]])
-    term = jnp.zeros((1, 3), bool)
-    done = jnp.array([[False, True, False]])            # time limit: truncated, not terminated
-    ret, disc, last = losses.nstep_targets(r, term, done, G)
-    assert float(ret[0]) == pytest.approx(1 + G)
-    assert float(disc[0]) == pytest.approx(G**2)        # bootstrap from the final observation
-    assert int(last[0]) == 1
-
-
-def test_nstep_windows_of_a_batch_are_independent():
-    """Each row's window stops at its own episode end, whatever other rows hold."""
-    r = jnp.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
-    term = jnp.array([[True, False, False], [False, False, False], [False, False, True]])
-    ret, disc, last = losses.nstep_targets(r, term, term, G)
-    np.testing.assert_allclose(np.asarray(ret), [1.0, 1 + 2 * G + 4 * G * G,
-                                                 1 + 2 * G + 4 * G * G], rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(disc), [0.0, G**3, 0.0], rtol=1e-6)
-    np.testing.assert_array_equal(np.asarray(last), [0, 2, 2])
-
-
-def test_one_step_terminal_and_truncated():
-    r = jnp.array([[1.0], [1.0]])
-    term = jnp.array([[True], [False]])
-    done = jnp.array([[True], [True]])
-    ret, disc, _ = losses.nstep_targets(r, term, done, G)
-    np.testing.assert_allclose(np.asarray(ret), [1.0, 1.0])
-    np.testing.assert_allclose(np.asarray(disc), [0.0, G], rtol=1e-6)
-
-
-# ----------------------------------------------------------------- issue 3: more mappings
+# ----------------------------------------------------------------- more mappings
 
 
 def test_kl_rusu_hand_computed():
@@ -118,7 +62,7 @@ def test_kl_rusu_hand_computed():
     p = _softmax([2.0, 0.0])                 # teacher / tau; the student is not softened
     q = _softmax([1.0, 0.0])
     expected = float(np.sum(p * np.log(p / q)))
-    assert float(losses.kl_rusu(s, t, tau)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.kl_rusu(s, t[None], tau)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_cross_entropy_equals_kl_plus_teacher_entropy():
@@ -129,8 +73,8 @@ def test_cross_entropy_equals_kl_plus_teacher_entropy():
     entropy = float(-np.mean(np.sum(np.asarray(p) * np.log(np.asarray(p)), axis=-1)))
     assert ce == pytest.approx(float(losses.kl_probs(s, p)) + entropy, rel=1e-5)
     # and the NLL loss is the soft CE to the teacher's one-hot greedy policy
-    assert float(losses.ce(s, t)) == pytest.approx(float(losses.soft_ce(s, losses.greedy_probs(t))),
-                                                   rel=1e-6)
+    assert float(losses.ce(s, t[None])) == pytest.approx(
+        float(losses.soft_ce(s, losses.greedy_probs(t))), rel=1e-6)
 
 
 def test_feature_loss_zero_when_projection_maps_exactly():
@@ -138,10 +82,11 @@ def test_feature_loss_zero_when_projection_maps_exactly():
     hs = jax.random.normal(key, (16, 8))
     w = jax.random.normal(jax.random.PRNGKey(1), (8, 5))
     b = jnp.arange(5.0)
-    assert float(losses.feature(hs, hs @ w + b, w, b)) == pytest.approx(0.0, abs=1e-8)
+    assert float(losses.feature(hs, (hs @ w + b)[None], w[None], b[None])) == \
+        pytest.approx(0.0, abs=1e-8)
     # hand-computed: one sample, identity projection, error (1, -2) -> mean 2.5
-    assert float(losses.feature(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 2.0]]), jnp.eye(2),
-                                jnp.zeros(2))) == pytest.approx(2.5)
+    assert float(losses.hint(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 2.0]]), jnp.eye(2),
+                             jnp.zeros(2))) == pytest.approx(2.5)
 
 
 def test_rkd_distance_hand_computed():
@@ -152,7 +97,7 @@ def test_rkd_distance_hand_computed():
     dt = np.array([[0, .75, 1.5], [.75, 0, .75], [1.5, .75, 0]])
     err = np.abs(ds - dt)
     expected = np.mean(np.where(err <= 1, 0.5 * err**2, err - 0.5))
-    assert float(losses.rkd_distance(s, t)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.rkd_distance(s, t[None])) == pytest.approx(expected, rel=1e-5)
 
 
 def test_rkd_huber_threshold_is_one():
@@ -167,7 +112,7 @@ def test_rkd_huber_threshold_is_one():
     assert err.max() > 1.0
     huber = np.where(err <= 1, 0.5 * err**2, err - 0.5)
     expected = 2 * huber.sum() / 9                 # each pair twice in the 3x3 matrix
-    assert float(losses.rkd_distance(s, t)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.rkd_distance(s, t[None])) == pytest.approx(expected, rel=1e-5)
     # angles: the cosines of a straight angle (-1) against a zero one (+1) differ by 2
     line = jnp.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
     fold = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0 + 1e-9]])
@@ -175,7 +120,7 @@ def test_rkd_huber_threshold_is_one():
     e = np.abs(c_line - c_fold)
     h = np.where(e <= 1, 0.5 * e**2, e - 0.5)
     assert e.max() > 1.5
-    assert float(losses.rkd_angle(line, fold)) == pytest.approx(h.mean(), rel=1e-4)
+    assert float(losses.rkd_angle(line, fold[None], 3)) == pytest.approx(h.mean(), rel=1e-4)
 
 
 def test_feature_projection_init_scale():
@@ -194,7 +139,7 @@ def test_rkd_angle_equilateral_cosines():
                                                                                           abs=1e-6)
 
 
-@pytest.mark.parametrize("fn", [losses.rkd_distance, losses.rkd_angle])
+@pytest.mark.parametrize("fn", [losses.rkd_distance_one, losses.rkd_angle_one])
 def test_rkd_zero_for_equal_and_invariant_to_global_scaling(fn):
     s = jax.random.normal(jax.random.PRNGKey(0), (12, 6))
     t = jax.random.normal(jax.random.PRNGKey(1), (12, 9))
@@ -208,6 +153,58 @@ def test_rkd_zero_for_equal_and_invariant_to_global_scaling(fn):
 def test_rkd_gradients_finite_with_duplicate_points():
     s = jnp.array([[1.0, 2.0], [1.0, 2.0], [0.0, 1.0]])   # a zero distance off the diagonal
     t = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    for fn in (losses.rkd_distance, losses.rkd_angle):
+    for fn in (losses.rkd_distance_one, losses.rkd_angle_one):
         g = jax.grad(lambda x, f=fn: f(x, t))(s)
         assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_ensemble_targets_average_the_members_where_averaging_means_something():
+    """Two teachers: mse to the mean Q, kl to the mean softened policy, ce to the mean
+    one-hot policy; feature and relation losses are each member's, averaged."""
+    s = jnp.array([[0.5, -0.5, 1.0]])
+    t = jnp.array([[[1.0, 0.0, -1.0]], [[0.0, 2.0, 0.5]]])        # [K=2, B=1, A=3]
+    assert float(losses.mse(s, t)) == pytest.approx(
+        float(np.mean((np.asarray(s) - np.asarray(t).mean(0)) ** 2)), rel=1e-6)
+    T = 0.7
+    p = (_softmax(np.asarray(t[0, 0]) / T) + _softmax(np.asarray(t[1, 0]) / T)) / 2
+    log_q = np.log(_softmax(np.asarray(s[0]) / T))
+    assert float(losses.kl(s, t, T)) == pytest.approx(
+        T * T * float(np.sum(p * (np.log(p) - log_q))), rel=1e-5)
+    label = np.array([0.5, 0.5, 0.0])                              # greedy actions 0 and 1
+    assert float(losses.ce(s, t)) == pytest.approx(
+        float(-np.sum(label * np.log(_softmax(np.asarray(s[0]))))), rel=1e-5)
+    h = jax.random.normal(jax.random.PRNGKey(0), (6, 3))
+    th = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 4))
+    assert float(losses.rkd_distance(h, th)) == pytest.approx(
+        (float(losses.rkd_distance_one(h, th[0])) + float(losses.rkd_distance_one(h, th[1])))
+        / 2, rel=1e-6)
+    assert float(losses.rkd_angle(h, th, 4)) == pytest.approx(
+        (float(losses.rkd_angle_one(h[:4], th[0, :4]))
+         + float(losses.rkd_angle_one(h[:4], th[1, :4]))) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["hinton", "rusu"])
+def test_the_kl_term_binds_its_mode_when_built(mode):
+    """term_kl(options) is the tested function of its mode, on the term's inputs."""
+    s = jnp.array([[1.0, 0.0], [0.2, 0.3]])
+    t = jnp.array([[[0.0, 2.0], [1.0, 1.5]]])
+    x = losses.TermInputs(jnp.zeros(2, jnp.int32), s, t, None, None, jnp.float32(0.5))
+    term = losses.term_kl(losses.TermOptions(kl_mode=mode))
+    want = (losses.kl if mode == "hinton" else losses.kl_rusu)(s, t, 0.5)
+    assert float(term(x, None)) == float(want)
+    other = (losses.kl_rusu if mode == "hinton" else losses.kl)(s, t, 0.5)
+    assert float(term(x, None)) != pytest.approx(float(other), rel=1e-3)
+
+
+def test_the_td_and_angle_terms_bind_their_options():
+    s = jnp.array([[1.0, 0.0], [0.0, 3.0]])
+    x = losses.TermInputs(jnp.array([1, 1]), s, s[None], None, None, jnp.float32(1.0),
+                          td_target=jnp.array([0.0, 0.0]))
+    # q(a=1) = 0 and 3 against 0: Huber with delta 1 -> 0 and 2.5; with delta 5 -> 0 and 4.5
+    assert float(losses.term_td(losses.TermOptions(td_huber_delta=1.0))(x, None)) == 1.25
+    assert float(losses.term_td(losses.TermOptions(td_huber_delta=5.0))(x, None)) == 2.25
+    h = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+    th = jax.random.normal(jax.random.PRNGKey(1), (1, 8, 3))
+    xh = losses.TermInputs(jnp.zeros(8, jnp.int32), h, h[None], h, th, jnp.float32(1.0))
+    assert float(losses.term_rkd_angle(losses.TermOptions(rkd_angle_batch=4))(xh, None)) == \
+        float(losses.rkd_angle_one(h[:4], th[0, :4]))

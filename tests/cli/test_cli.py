@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_DISTILL, TINY_TEACHER
+from helpers import TINY_DISTILL, TINY_TEACHER
 
 from distillq import config
 

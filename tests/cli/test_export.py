@@ -9,9 +9,12 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_distill, tiny_teacher
+from helpers import tiny_distill, tiny_teacher
 
-from distillq import commands, export
+from distillq.commands import distill as distill_cmd
+from distillq.commands import export as export_cmd
+from distillq.commands import train as train_cmd
+from distillq.commands.export import c_format, program
 from distillq.runs import store
 
 pytestmark = pytest.mark.slow
@@ -23,15 +26,15 @@ def runs(tmp_path_factory):
     """A CartPole MLP teacher, a linear student, and a MinAtar CNN teacher with a CNN student
     whose teacher scales its inputs (obs_norm)."""
     d = tmp_path_factory.mktemp("export")
-    commands.train_teacher(tiny_teacher(), out=str(d / "t"), show_progress=False)
-    commands.distill(tiny_distill(network="linear"), [str(d / "t")], out=str(d / "lin"),
+    train_cmd.run(tiny_teacher(), out=str(d / "t"), show_progress=False)
+    distill_cmd.run(tiny_distill(network="linear"), [str(d / "t")], out=str(d / "lin"),
                      show_progress=False)
-    commands.distill(tiny_distill(network="16", obs_norm="bounds"), [str(d / "t")],
+    distill_cmd.run(tiny_distill(network="16", obs_norm="bounds"), [str(d / "t")],
                      out=str(d / "mlp"), show_progress=False)
-    commands.train_teacher(tiny_teacher(env="Breakout-MinAtar", network="cnn:4,16",
+    train_cmd.run(tiny_teacher(env="Breakout-MinAtar", network="cnn:4,16",
                                         total_steps=512, learning_starts=64),
                            out=str(d / "cnn"), show_progress=False)
-    commands.distill(tiny_distill(network="cnn:2,8"), [str(d / "cnn")], out=str(d / "cnns"),
+    distill_cmd.run(tiny_distill(network="cnn:2,8"), [str(d / "cnn")], out=str(d / "cnns"),
                      show_progress=False)
     return d
 
@@ -39,9 +42,9 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("run", ["lin", "mlp", "cnns", "cnn"])
 @pytest.mark.parametrize("fmt", ["numpy", "c", "onnx"])
 def test_every_format_matches_distillq_on_10000_states(runs, run, fmt, tmp_path):
-    if fmt == "c" and export.c_compiler() is None:
+    if fmt == "c" and c_format.c_compiler() is None:
         pytest.skip("no C compiler (cc, gcc or clang) on this machine")
-    res = export.export_run(str(runs / run), fmt, str(tmp_path / "e"), states=10_000)
+    res = export_cmd.run(str(runs / run), fmt, str(tmp_path / "e"), states=10_000)
     par = res["parity"]
     assert par["states"] == 10_000 and par["decided_states"] > 9_000
     assert par["ok"] and par["action_mismatches"] == 0, par
@@ -51,34 +54,34 @@ def test_every_format_matches_distillq_on_10000_states(runs, run, fmt, tmp_path)
 
 @pytest.mark.parametrize("fmt", ["numpy", "c"])
 def test_int8_export_matches_its_dequantised_network_and_is_evaluated(runs, fmt, tmp_path):
-    if fmt == "c" and export.c_compiler() is None:
+    if fmt == "c" and c_format.c_compiler() is None:
         pytest.skip("no C compiler (cc, gcc or clang) on this machine")
-    res = export.export_run(str(runs / "mlp"), fmt, str(tmp_path / "q"), int8=True,
+    res = export_cmd.run(str(runs / "mlp"), fmt, str(tmp_path / "q"), int8=True,
                             states=2_000)
     assert res["parity"]["ok"], res["parity"]
     ev = res["int8_evaluation"]
     assert set(ev) == {"float", "int8"} and "retention" in ev["int8"]
-    float_bytes = export.export_run(str(runs / "mlp"), fmt, str(tmp_path / "f"),
+    float_bytes = export_cmd.run(str(runs / "mlp"), fmt, str(tmp_path / "f"),
                                     states=100)["weights_bytes"]
     assert res["weights_bytes"] < 0.6 * float_bytes     # int8 weights; float biases, scales
 
 
 def test_quantise_is_per_output_channel_and_round_trips():
     w = np.array([[1.0, -0.01], [-2.0, 0.02], [0.5, 0.0]], np.float32)
-    (q,) = export.quantise([{"op": "dense", "w": w, "b": np.zeros(2, np.float32),
+    (q,) = program.quantise([{"op": "dense", "w": w, "b": np.zeros(2, np.float32),
                              "act": None}])
     assert q["w"].dtype == np.int8 and q["w_scale"].shape == (2,)
     np.testing.assert_allclose(q["w_scale"], [2.0 / 127, 0.02 / 127], rtol=1e-6)
     assert q["w"][1, 0] == -127 and q["w"][1, 1] == 127
-    (d,) = export.dequantised([q])
+    (d,) = program.dequantised([q])
     assert np.all(np.abs(d["w"] - w) <= np.abs(w).max(0) / 254 + 1e-9)    # half a step
 
 
 def test_the_numpy_policy_runs_without_distillq(runs, tmp_path):
     """policy.py needs numpy only: run it in a fresh interpreter without distillq or jax
     on the path, and compare its actions with distillq's."""
-    res = export.export_run(str(runs / "mlp"), "numpy", str(tmp_path / "np"), states=200)
-    obs = export.sample_states(store.load_run(runs / "mlp"), 200, 0)
+    res = export_cmd.run(str(runs / "mlp"), "numpy", str(tmp_path / "np"), states=200)
+    obs = export_cmd.sample_states(store.load_run(runs / "mlp"), 200, 0)
     np.save(tmp_path / "obs.npy", obs)
     code = ("import sys, json, numpy as np\nsys.path.insert(0, sys.argv[1])\n"
             "from policy import Policy\npi = Policy(sys.argv[1] + '/policy.npz')\n"
@@ -89,7 +92,7 @@ def test_the_numpy_policy_runs_without_distillq(runs, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     run = store.load_run(runs / "mlp")
     one = jax.tree.map(lambda x: x[0], run.params)
-    want = np.argmax(export.reference_q(run.meta["network"], one, obs), -1)
+    want = np.argmax(export_cmd.reference_q(run.meta["network"], one, obs), -1)
     assert json.loads(p.stdout) == want.tolist()
     assert res["files"][1].endswith("policy.py")
 

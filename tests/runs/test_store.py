@@ -35,7 +35,7 @@ def test_params_load_with_plain_orbax_and_flax(teacher_run):
     from pathlib import Path
 
     path, _ = teacher_run
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("Loading params outside distillq", 1)[1]
     code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
     code = code.replace('Path("runs/teacher-...")', f"Path({str(path)!r})")

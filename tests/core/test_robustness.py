@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_distill
+from helpers import tiny_distill
 
-from distillq import commands
+from distillq.commands import distill as distill_cmd
+from distillq.commands import evaluate as evaluate_cmd
 from distillq.core import envs, networks, robustness, rollout
 from distillq.errors import ConfigError
 from distillq.runs import store
@@ -45,7 +46,7 @@ def test_shifted_params_recompute_derived_fields(cartpole):
 @pytest.fixture(scope="module")
 def student(teacher_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("rob") / "s"
-    commands.distill(tiny_distill(), str(teacher_run[0]), out=str(out), show_progress=False)
+    distill_cmd.run(tiny_distill(), str(teacher_run[0]), out=str(out), show_progress=False)
     return store.load_run(out)
 
 
@@ -83,7 +84,7 @@ def test_a_shift_is_the_env_with_those_params(teacher_run, cartpole):
 
 def test_evaluate_under_shifts_student_and_teacher(student, teacher_run):
     shifts = robustness.grid({"length": [0.5, 2.0]}, [0.0, 0.2])
-    res = commands.evaluate_runs([str(student.path)], episodes=5, shifts=shifts)["results"][0]
+    res = evaluate_cmd.run([str(student.path)], episodes=5, shifts=shifts)["results"][0]
     rows = res["robustness"]["shifts"]
     assert [(r["env_params"]["length"], r["obs_noise"]) for r in rows] == [
         (0.5, 0.0), (0.5, 0.2), (2.0, 0.0), (2.0, 0.2)]
@@ -97,7 +98,7 @@ def test_evaluate_under_shifts_student_and_teacher(student, teacher_run):
         assert o["episodes"] == 5 * len(student.meta["seeds"]) and "retention_min" in o
     assert rows[2]["evaluation"]["overall"]["teacher_mean"] != base["overall"]["teacher_mean"]
     # a teacher run: its own returns under each shift
-    t = commands.evaluate_runs([str(teacher_run[0])], episodes=5, shifts=shifts)["results"][0]
+    t = evaluate_cmd.run([str(teacher_run[0])], episodes=5, shifts=shifts)["results"][0]
     assert t["robustness"]["shifts"][0]["evaluation"]["overall"]["mean"] == \
         t["evaluation"]["overall"]["mean"]
     assert "retention" not in t["robustness"]["shifts"][0]["evaluation"]["overall"]
@@ -109,7 +110,7 @@ def test_evaluate_under_shifts_student_and_teacher(student, teacher_run):
 
 def test_unknown_env_param_refused_before_work(student):
     with pytest.raises(ConfigError, match="not a shiftable parameter"):
-        commands.evaluate_runs([str(student.path)], episodes=2,
+        evaluate_cmd.run([str(student.path)], episodes=2,
                                shifts=robustness.grid({"pole": [1.0]}, [0.0]))
 
 

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TINY_TEACHER
+from helpers import TINY_TEACHER
 
 from distillq import _setup, config
 from distillq.runs import store

@@ -9,9 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_distill
+from helpers import chunk, teaching, tiny_distill
 
-from distillq import commands, export
+from distillq.commands import distill as distill_cmd
+from distillq.commands import evaluate as evaluate_cmd
+from distillq.commands import export as export_cmd
+from distillq.commands import render as render_cmd
 from distillq.core import distill, envs, networks, rollout, views
 from distillq.errors import ConfigError, RunDirError
 from distillq.runs import store, teachers
@@ -84,17 +87,15 @@ def test_buffer_rows_hold_the_view_of_their_states(teacher, cartpole):
     """Collection writes each row's student input beside the row: with 2 frames, the kept
     dimensions of the previous and this state (this one twice after an episode start)."""
     cfg = tiny_distill(student_obs="drop=1,3", frame_stack=2, chunk_steps=32)
-    d = distill.make_distiller(cfg, cartpole, teacher.meta["network"])
+    d = distill.make(cfg, cartpole, teacher.meta["network"])
     assert d.net_spec["obs_shape"] == [4] and d.view.dim == 4
-    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([teacher], [0], 1))
-    hyper = jax.tree.map(lambda x: x[0], distill.hyper_arrays(cfg.sweep_points,
-                                                               cfg.term_names))
-    st, m = jax.jit(d.chunk)(d.init(jax.random.PRNGKey(0), tp), tp, hyper, jnp.int32(0))
-    assert np.isfinite(m["loss"]) and m["loss"] > 0
+    ctx = teaching(teacher, cfg)
+    st, m = chunk(d.system)(d.system.init(jax.random.PRNGKey(0), ctx), ctx, jnp.int32(0))
+    assert np.isfinite(m.figures["loss"]) and m.figures["loss"] > 0
     rows = cfg.chunk_iterations
-    tr = d.layout.unpack(st.buffer)
+    tr = d.layout.unpack(st.actor.buffer)
     obs, done = np.asarray(tr.obs)[:rows], np.asarray(tr.done)[:rows]
-    vb = np.asarray(st.view_buffer)[:rows]
+    vb = np.asarray(st.actor.view_buffer)[:rows]
     kept = obs[..., [0, 2]]
     for r in range(1, rows):
         prev = np.where(done[r - 1][:, None], kept[r], kept[r - 1])
@@ -105,7 +106,7 @@ def test_buffer_rows_hold_the_view_of_their_states(teacher, cartpole):
 @pytest.fixture(scope="module")
 def view_run(teacher_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("view") / "s"
-    s = commands.distill(tiny_distill(student_obs="drop=1,3;noise=0.01", frame_stack=2),
+    s = distill_cmd.run(tiny_distill(student_obs="drop=1,3;noise=0.01", frame_stack=2),
                          str(teacher_run[0]), out=str(out), show_progress=False)
     return out, s
 
@@ -116,13 +117,12 @@ def test_evaluate_render_and_export_apply_the_same_view(view_run, tmp_path):
     assert meta["student_view"] == {"keep": [0, 2], "drop": [1, 3], "noise": 0.01,
                                     "stack": 2, "input_dim": 4}
     assert s["student_view"] == meta["student_view"]
-    ev = commands.evaluate_runs([str(out)], episodes=4)["results"][0]
+    ev = evaluate_cmd.run([str(out)], episodes=4)["results"][0]
     # the final evaluation's episodes (4 of them) are evaluate's, number for number
     assert [r["mean"] for r in ev["evaluation"]["per_seed"]] == \
         [r["mean"] for r in s["evaluation"]["per_seed"]]
-    from distillq import render
 
-    r = render.render_run(str(out), str(tmp_path / "v.gif"), with_teacher=False)
+    r = render_cmd.run(str(out), str(tmp_path / "v.gif"), with_teacher=False)
     run = store.load_run(out)
     net = networks.build(run.meta["network"])
     p0 = jax.tree.map(lambda x: jnp.asarray(x[0]), run.params)
@@ -130,7 +130,7 @@ def test_evaluate_render_and_export_apply_the_same_view(view_run, tmp_path):
                                 view=views.from_meta(run.meta))(
         p0, rollout.eval_key(run.meta["seeds"][0]))
     assert r["student_return"] == pytest.approx(float(one["returns"][0]))
-    res = export.export_run(str(out), "numpy", str(tmp_path / "exp"), states=500)
+    res = export_cmd.run(str(out), "numpy", str(tmp_path / "exp"), states=500)
     assert res["parity"]["ok"] and res["parity"]["action_mismatches"] == 0
     assert res["student_view"]["input_dim"] == 4
     assert json.loads((tmp_path / "exp" / "transform.json").read_text())["keep"] == [0, 2]

@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tiny_distill
+from helpers import chunk, same_tree, teaching, tiny_distill
 
-from distillq.core import distill, networks, replay, rollout
+from distillq.core import distill, networks, replay, rollout, student
 from distillq.errors import ConfigError
-from distillq.runs import store, teachers
+from distillq.runs import store
 
 GAMMA = 0.9
 
@@ -30,7 +30,7 @@ def test_td_term_targets_by_hand(double):
                        network="linear", td_huber_delta=100.0)
     spec = networks.spec("linear", "relu", (1,), 2)
     net = networks.build(spec)
-    obj = distill.make_objective(cfg, net, net)
+    obj = student.make_objective(cfg, net.apply, net.apply)
     online = _linear([[1.0, 2.0]], [0.0, 0.5])       # Q(s) = (s, 2s + 0.5)
     target = _linear([[3.0, -1.0]], [0.0, 0.0])      # Q_t(s) = (3s, -s)
     f = jnp.float32
@@ -42,10 +42,10 @@ def test_td_term_targets_by_hand(double):
         terminated=jnp.asarray([[False, False], [True, False]]),
         done=jnp.asarray([[False, False], [True, False]]), next_obs=nxt)
     batch = jax.tree.map(lambda x: x[:, 0], window)
-    hyper = {"temp": f(1.0), "weights": jnp.ones((1,), f)}
+    hyper = student.Hyper(f(1.0), jnp.ones((1,), f))
     train = {"student": online, "terms": {}}
     t_params = jax.tree.map(lambda x: x[None], online)   # unused by a td-only objective
-    loss, parts = obj(train, t_params, batch, hyper, target, 1.0, window)
+    loss, parts = obj.loss(train, t_params, batch, hyper, target, 1.0, window)
     # sample 0: G = 1 + 0.9 * 2, bootstrap from s' = 4: online Q = (4, 8.5) -> a* = 1,
     # target's own argmax: Q_t = (12, -4) -> a* = 0
     boot = -4.0 if double else 12.0
@@ -63,7 +63,7 @@ def test_lambda_weighs_only_the_distillation_terms():
     cfg = tiny_distill(loss=("td", "mse=2"), network="linear", td_n_step=1)
     spec = networks.spec("linear", "relu", (1,), 2)
     net = networks.build(spec)
-    obj = distill.make_objective(cfg, net, net)
+    obj = student.make_objective(cfg, net.apply, net.apply)
     p = _linear([[1.0, 2.0]], [0.0, 0.5])
     t = jax.tree.map(lambda x: x[None], _linear([[0.0, 1.0]], [1.0, 0.0]))
     z = jnp.zeros((3,))
@@ -71,9 +71,9 @@ def test_lambda_weighs_only_the_distillation_terms():
     window = jax.tree.map(lambda x: x[:, None], replay.Transition(
         obs, z.astype(jnp.int32), z + 1, z > 0, z > 0, obs))
     batch = jax.tree.map(lambda x: x[:, 0], window)
-    hyper = {"temp": jnp.float32(1.0), "weights": jnp.asarray([1.0, 2.0])}
+    hyper = student.Hyper(jnp.float32(1.0), jnp.asarray([1.0, 2.0]))
     for lam in (1.0, 0.25, 0.0):
-        loss, parts = obj({"student": p, "terms": {}}, t, batch, hyper, p, lam, window)
+        loss, parts = obj.loss({"student": p, "terms": {}}, t, batch, hyper, p, lam, window)
         np.testing.assert_allclose(float(loss), float(parts[0] + lam * 2.0 * parts[1]),
                                    rtol=1e-6)
         assert float(parts[1]) > 0 and float(parts[0]) > 0
@@ -108,17 +108,15 @@ def teacher(teacher_run):
 
 
 def _loop(cfg, env, teacher, chunks):
-    d = distill.make_distiller(cfg, env, teacher.meta["network"])
-    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([teacher], [0], 1))
-    hyper = jax.tree.map(lambda x: x[0], distill.hyper_arrays(cfg.sweep_points,
-                                                               cfg.term_names))
-    st0 = d.init(jax.random.PRNGKey(3), tp)
-    chunk = jax.jit(d.chunk)
+    d = distill.make(cfg, env, teacher.meta["network"])
+    ctx = teaching(teacher, cfg)
+    st0 = d.system.init(jax.random.PRNGKey(3), ctx)
+    go = chunk(d.system)
     st, ms = st0, []
     for c in range(chunks):
-        st, m = chunk(st, tp, hyper, jnp.int32(c * cfg.chunk_iterations))
+        st, m = go(st, ctx, jnp.int32(c * cfg.chunk_iterations))
         ms.append(jax.device_get(m))
-    return d, tp, st0, st, ms
+    return d, ctx.teacher_params, st0, st, ms
 
 
 def test_qdagger_lambda_follows_the_in_training_evaluation(teacher, cartpole):
@@ -129,12 +127,12 @@ def test_qdagger_lambda_follows_the_in_training_evaluation(teacher, cartpole):
     k_ref = jax.random.fold_in(jax.random.split(jax.random.PRNGKey(3), 4)[2], 0x0DA6)
     t_ret = rollout.make_rollout(cartpole, networks.ensemble_apply(
         networks.build(teacher.meta["network"]).apply), 4)(tp, k_ref)["returns"].mean()
-    assert float(st0.qdagger[1]) == pytest.approx(float(t_ret))
-    assert float(ms[0]["lambda"]) == 1.0
+    assert float(st0.aux[1]) == pytest.approx(float(t_ret))
+    assert float(ms[0].figures["lambda"]) == 1.0
     for prev, nxt in zip(ms, ms[1:], strict=False):   # each chunk's lambda: the last evaluation
-        want = distill.lambda_qdagger(prev["eval_return"], st0.qdagger[1], st0.qdagger[2])
-        assert float(nxt["lambda"]) == pytest.approx(float(want), abs=1e-6)
-    assert np.isfinite(ms[-1]["loss_td"]) and ms[-1]["loss_td"] > 0
+        want = distill.lambda_qdagger(prev.score, st0.aux[1], st0.aux[2])
+        assert float(nxt.figures["lambda"]) == pytest.approx(float(want), abs=1e-6)
+    assert np.isfinite(ms[-1].figures["loss_td"]) and ms[-1].figures["loss_td"] > 0
 
 
 def test_linear_lambda_through_the_loop(teacher, cartpole):
@@ -145,42 +143,39 @@ def test_linear_lambda_through_the_loop(teacher, cartpole):
         ts = np.arange(c * cfg.chunk_iterations, (c + 1) * cfg.chunk_iterations)
         ts = ts[ts >= cfg.warmup_iterations]
         want = np.mean([float(distill.lambda_linear(cfg, jnp.float32(t))) for t in ts])
-        assert float(m["lambda"]) == pytest.approx(want, abs=1e-6)
-    assert ms[-1]["lambda"] < ms[0]["lambda"]
+        assert float(m.figures["lambda"]) == pytest.approx(want, abs=1e-6)
+    assert ms[-1].figures["lambda"] < ms[0].figures["lambda"]
 
 
 @pytest.mark.parametrize("period,copied", [(1, True), (10**6, False)])
 def test_td_target_network_period(teacher, cartpole, period, copied):
     cfg = tiny_distill(loss=("td", "kl"), td_target_update=period, chunk_steps=32)
     d, _, st0, st, _ = _loop(cfg, cartpole, teacher, 2)
-    ref = st.params["student"] if copied else st0.params["student"]
-    for a, b in zip(jax.tree.leaves(st.target), jax.tree.leaves(ref), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert not all(np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(st.params["student"]), jax.tree.leaves(st0.params["student"]),
-        strict=True))
+    ref = st.learner.params["student"] if copied else st0.learner.params["student"]
+    assert same_tree(st.learner.target, ref)
+    assert not same_tree(st.learner.params["student"], st0.learner.params["student"])
 
 
 def test_a_td_only_student_starts_from_scratch(teacher, cartpole):
     """No teacher-derived output bias for a td-only student; one with an imitation term has
     it (the teacher's mean Q)."""
-    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([teacher], [0], 1))
     for loss, from_teacher in ((("td",), False), (("td", "kl"), True)):
-        d = distill.make_distiller(tiny_distill(loss=loss), cartpole, teacher.meta["network"])
-        bias = np.asarray(d.init(jax.random.PRNGKey(0), tp).params["student"]["params"]["q"]
-                          ["bias"])
+        cfg = tiny_distill(loss=loss)
+        d = distill.make(cfg, cartpole, teacher.meta["network"])
+        st = d.system.init(jax.random.PRNGKey(0), teaching(teacher, cfg))
+        bias = np.asarray(st.learner.params["student"]["params"]["q"]["bias"])
         assert (np.abs(bias).max() > 1e-3) == from_teacher, (loss, bias)
 
 
 def test_td_and_view_states_survive_a_checkpoint(teacher, cartpole, tmp_path):
     """--resume restores every new state field: the td target, lambda, the view history and
     the view buffer (save_state / restore_state round trip, bit for bit)."""
-    tp = jax.tree.map(lambda x: x[0], teachers.per_student_params([teacher], [0], 1))
     for i, cfg in enumerate((tiny_distill(loss=("td", "kl"), lambda_schedule="qdagger"),
                              tiny_distill(student_obs="drop=1", frame_stack=3))):
-        d = distill.make_distiller(cfg, cartpole, teacher.meta["network"])
-        st = d.init(jax.random.PRNGKey(1), tp)
-        assert (st.target is not None) == (i == 0) and (st.hist is not None) == (i == 1)
+        d = distill.make(cfg, cartpole, teacher.meta["network"])
+        st = d.system.init(jax.random.PRNGKey(1), teaching(teacher, cfg))
+        assert (st.learner.target is not None) == (i == 0)
+        assert (st.actor.hist is not None) == (i == 1)
         run = tmp_path / f"r{i}"
         run.mkdir()
         store.save_state(run, st, {"t": 0})

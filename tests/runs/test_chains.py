@@ -8,9 +8,10 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_distill
+from helpers import tiny_distill
 
-from distillq import commands
+from distillq.commands import distill as distill_cmd
+from distillq.commands import evaluate as evaluate_cmd
 from distillq.errors import RunDirError
 from distillq.runs import store, summaries, teachers
 
@@ -19,9 +20,9 @@ from distillq.runs import store, summaries, teachers
 def chain(teacher_run, tmp_path_factory):
     d = tmp_path_factory.mktemp("chain")
     t_dir, t_sum = teacher_run
-    a = commands.distill(tiny_distill(network="16"), str(t_dir), out=str(d / "assistant"),
+    a = distill_cmd.run(tiny_distill(network="16"), str(t_dir), out=str(d / "assistant"),
                          show_progress=False)
-    s = commands.distill(tiny_distill(network="4"), a["run_dir"], out=str(d / "student"),
+    s = distill_cmd.run(tiny_distill(network="4"), a["run_dir"], out=str(d / "student"),
                          show_progress=False)
     return d, t_sum, a, s
 
@@ -48,9 +49,9 @@ def test_a_student_teaches_and_the_lineage_is_recorded(chain, teacher_run):
 def test_the_student_learns_from_the_assistant_not_the_original(chain):
     """Its in-run comparison (teacher_mean) is the assistant's return on the same episodes."""
     d, _, a, s = chain
-    ev = commands.evaluate_runs([str(d / "student")], episodes=4)["results"][0]
+    ev = evaluate_cmd.run([str(d / "student")], episodes=4)["results"][0]
     assert ev["teacher"] == [str(d / "assistant")] and ev["teacher_params"] == a["params"]
-    ev_a = commands.evaluate_runs([str(d / "assistant")], episodes=4,
+    ev_a = evaluate_cmd.run([str(d / "assistant")], episodes=4,
                                   with_teacher=False)["results"][0]
     np.testing.assert_allclose([r["teacher_mean"] for r in ev["evaluation"]["per_seed"]],
                                [r["mean"] for r in ev_a["evaluation"]["per_seed"]])
@@ -58,7 +59,7 @@ def test_the_student_learns_from_the_assistant_not_the_original(chain):
 
 def test_evaluate_reports_retention_against_the_original_teacher(chain):
     d, t_sum, _, _ = chain
-    ev = commands.evaluate_runs([str(d / "student")], episodes=4)["results"][0]
+    ev = evaluate_cmd.run([str(d / "student")], episodes=4)["results"][0]
     t0 = t_sum["evaluation"]["overall"]["mean"]
     assert ev["original_teacher_params"] == t_sum["params"]
     for row in [ev["evaluation"]["overall"], *ev["evaluation"]["per_seed"]]:
@@ -67,14 +68,14 @@ def test_evaluate_reports_retention_against_the_original_teacher(chain):
         assert row["retention"] == pytest.approx(summaries.normalised_retention(
             row["mean"], row["teacher_mean"], row["random_mean"]))
     # a one-step student has no original teacher apart from its teacher
-    ev_a = commands.evaluate_runs([str(d / "assistant")], episodes=4)["results"][0]
+    ev_a = evaluate_cmd.run([str(d / "assistant")], episodes=4)["results"][0]
     assert "retention_original" not in ev_a["evaluation"]["overall"]
 
 
 def test_born_again_student_the_size_of_its_teacher(teacher_run, tmp_path):
     t_dir, t_sum = teacher_run
     net = ",".join(str(h) for h in t_sum["network"]["hidden"])
-    s = commands.distill(tiny_distill(network=net), str(t_dir), out=str(tmp_path / "ba"),
+    s = distill_cmd.run(tiny_distill(network=net), str(t_dir), out=str(tmp_path / "ba"),
                          show_progress=False)
     assert s["params"] == s["teacher_params"] == t_sum["params"]
 
@@ -82,7 +83,7 @@ def test_born_again_student_the_size_of_its_teacher(teacher_run, tmp_path):
 @pytest.fixture(scope="module")
 def sweep(teacher_run, tmp_path_factory):
     d = tmp_path_factory.mktemp("sweep")
-    return commands.distill(tiny_distill(temp=(1.0, 4.0), total_steps=256), str(teacher_run[0]),
+    return distill_cmd.run(tiny_distill(temp=(1.0, 4.0), total_steps=256), str(teacher_run[0]),
                             out=str(d / "sweep"), show_progress=False)
 
 
@@ -102,13 +103,13 @@ def test_a_sweep_run_teaches_only_one_named_point(sweep, tmp_path):
                         strict=True):
             np.testing.assert_array_equal(a, np.asarray(b)[idx])
         assert view.meta["evaluation"]["overall"] == full.meta["evaluation"]["per_point"][p]
-    s = commands.distill(tiny_distill(network="4", total_steps=256), run, teacher_point=1,
+    s = distill_cmd.run(tiny_distill(network="4", total_steps=256), run, teacher_point=1,
                          out=str(tmp_path / "from-point"), show_progress=False)
     meta = json.loads((tmp_path / "from-point" / "meta.json").read_text())
     assert meta["teacher"]["point"] == 1 and meta["lineage"][0]["point"] == 1
     assert meta["lineage"][0]["mean_return"] == sweep["evaluation"]["per_point"][1]["mean"]
     # evaluate and resume find the same point again
-    ev = commands.evaluate_runs([s["run_dir"]], episodes=2)["results"][0]
+    ev = evaluate_cmd.run([s["run_dir"]], episodes=2)["results"][0]
     assert len(ev["evaluation"]["per_seed"]) == 2
     # a teacher run has no points to choose from
     with pytest.raises(RunDirError, match="has no sweep points"):

@@ -13,10 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DISTILL, one_line_error, tiny_distill, tiny_teacher
+from helpers import TINY_DISTILL, chunk, one_line_error, same_tree, tiny_distill, tiny_teacher
 
 from distillq import config
-from distillq.core import envs, multitask, networks
+from distillq.core import envs, loop, multitask, networks, student
 
 EXE = [sys.executable, "-m", "distillq"]
 
@@ -31,28 +31,28 @@ def test_spec_pads_and_counts_params(two_envs):
     assert spec["in_dim"] == 6 + 2                 # widest obs (Acrobot: 6) + one-hot of 2
     # trunk (8 -> 16 -> 8) + heads (8 -> 2, 8 -> 3)
     want = (8 * 16 + 16) + (16 * 8 + 8) + (8 * 2 + 2) + (8 * 3 + 3)
-    assert multitask.param_count(spec) == networks.param_count(spec) == want
+    assert networks.param_count(spec) == want
     lin = multitask.make_spec("linear", "relu", two_envs, "none")
-    assert multitask.param_count(lin) == (8 * 2 + 2) + (8 * 3 + 3)
+    assert networks.param_count(lin) == (8 * 2 + 2) + (8 * 3 + 3)
 
 
 def test_encode_pads_scales_and_marks_the_env(two_envs):
     spec = multitask.make_spec("16", "relu", two_envs, "none")
-    x = multitask.encode(spec, 0, jnp.asarray([[1.0, 2.0, 3.0, 4.0]]))
+    x = networks.encode(spec, 0, jnp.asarray([[1.0, 2.0, 3.0, 4.0]]))
     np.testing.assert_array_equal(x, [[1, 2, 3, 4, 0, 0, 1, 0]])
-    y = multitask.encode(spec, 1, jnp.arange(6.0)[None])
+    y = networks.encode(spec, 1, jnp.arange(6.0)[None])
     np.testing.assert_array_equal(y, [[0, 1, 2, 3, 4, 5, 0, 1]])
     scaled = multitask.make_spec("16", "relu", two_envs, "bounds")
     norm = scaled["tasks"][1]["input_norm"]
-    z = multitask.encode(scaled, 1, jnp.asarray([norm["shift"]]) + 1.0)
+    z = networks.encode(scaled, 1, jnp.asarray([norm["shift"]]) + 1.0)
     np.testing.assert_allclose(z[0, :6], norm["scale"], rtol=1e-6)
 
 
 def test_encode_keeps_leading_axes(two_envs):
     spec = multitask.make_spec("16", "relu", two_envs, "none")
-    one = multitask.encode(spec, 0, jnp.asarray([1.0, 2.0, 3.0, 4.0]))
+    one = networks.encode(spec, 0, jnp.asarray([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_array_equal(one, [1, 2, 3, 4, 0, 0, 1, 0])
-    many = multitask.encode(spec, 1, jnp.ones((2, 3, 6)))
+    many = networks.encode(spec, 1, jnp.ones((2, 3, 6)))
     assert many.shape == (2, 3, 8)
     np.testing.assert_array_equal(many[1, 2], [1, 1, 1, 1, 1, 1, 0, 1])
 
@@ -73,6 +73,10 @@ def _random_teachers(env_list):
     return specs, params
 
 
+def _ctx(t_params) -> student.Teaching:
+    return student.Teaching(t_params, student.Hyper(jnp.float32(1.0), jnp.ones((1,), jnp.float32)))
+
+
 def test_who_acts_in_each_collection_mode(two_envs):
     specs, t_params = _random_teachers(two_envs)
     key = jax.random.PRNGKey(3)
@@ -83,20 +87,22 @@ def test_who_acts_in_each_collection_mode(two_envs):
         md = multitask.make(cfg, two_envs, specs)
         obs = tuple(envs.reset(env, jax.random.split(jax.random.PRNGKey(e), 64))[0]
                     for e, env in enumerate(two_envs))
-        student_p = multitask.init_params(md.net_spec, jax.random.PRNGKey(0))
-        state = multitask.MTState({"student": student_p, "terms": {}}, None, None, None, obs,
-                                  None, None, None, None)
+        student_p = networks.init(networks.build(md.net_spec), jax.random.PRNGKey(0),
+                                  networks.input_shape(md.net_spec))
+        state = loop.LoopState(loop.Learner({"student": student_p, "terms": {}}, None, None),
+                               multitask.Actor(None, None, obs), None, None, None)
         for e in range(2):
             teacher = jnp.argmax(networks.ensemble_apply(networks.build(specs[e]).apply)(
-                t_params[e], state.obs[e]), -1)
+                t_params[e], state.actor.obs[e]), -1)
             other = (int(teacher[0]) + 1) % two_envs[e].num_actions   # the student's choice
-            student_p = multitask.set_head_bias(student_p, e, 100.0 * jax.nn.one_hot(
+            student_p = networks.set_head_bias(student_p, f"q_{e}", 100.0 * jax.nn.one_hot(
                 other, two_envs[e].num_actions))
-        state = state._replace(params={**state.params, "student": student_p})
+        state = state._replace(learner=state.learner._replace(
+            params={**state.learner.params, "student": student_p}))
         for e in range(2):
             teacher = jnp.argmax(networks.ensemble_apply(networks.build(specs[e]).apply)(
-                t_params[e], state.obs[e]), -1)
-            student = jnp.argmax(md.heads[e](student_p, state.obs[e]), -1)
+                t_params[e], state.actor.obs[e]), -1)
+            student = jnp.argmax(md.heads[e](student_p, state.actor.obs[e]), -1)
             assert not np.array_equal(teacher, student)   # the test can tell them apart
             early = md.behaviour(e, state, t_params, jnp.int32(0), key)[0]
             late = md.behaviour(e, state, t_params, jnp.int32(cfg.total_iterations), key)[0]
@@ -120,34 +126,33 @@ def test_no_update_before_learning_starts(two_envs):
     specs, t_params = _random_teachers(two_envs)
     cfg = tiny_distill(multitask=True, learning_starts=4 * 40, chunk_steps=32, total_steps=512)
     md = multitask.make(cfg, two_envs, specs)
-    hyper = {"temp": jnp.float32(1.0), "weights": jnp.ones((1,), jnp.float32)}
-    state0 = md.init(jax.random.PRNGKey(0), t_params)
-    chunk = jax.jit(md.chunk)
-    s1, m1 = chunk(state0, t_params, hyper, jnp.int32(0))     # iterations 0..31 < 40
-    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state0.params), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert float(m1["loss"]) == 0.0
-    s2, m2 = chunk(s1, t_params, hyper, jnp.int32(32))        # 40..63 learn
-    assert float(m2["loss"]) > 0.0
-    assert not np.array_equal(s2.params["student"]["params"]["q_0"]["kernel"],
-                              s1.params["student"]["params"]["q_0"]["kernel"])
+    ctx = _ctx(t_params)
+    state0 = md.system.init(jax.random.PRNGKey(0), ctx)
+    go = chunk(md.system)
+    s1, m1 = go(state0, ctx, jnp.int32(0))     # iterations 0..31 < 40
+    assert same_tree(s1.learner.params, state0.learner.params)
+    assert float(m1.figures["loss"]) == 0.0
+    s2, m2 = go(s1, ctx, jnp.int32(32))        # 40..63 learn
+    assert float(m2.figures["loss"]) > 0.0
+    assert not np.array_equal(s2.learner.params["student"]["params"]["q_0"]["kernel"],
+                              s1.learner.params["student"]["params"]["q_0"]["kernel"])
 
 
 def test_each_env_is_answered_by_its_own_head(two_envs):
     spec = multitask.make_spec("16", "relu", two_envs, "none")
-    params = multitask.init_params(spec, jax.random.PRNGKey(0))
+    params = networks.init(networks.build(spec), jax.random.PRNGKey(0), (spec["in_dim"],))
     obs0, obs1 = jnp.ones((3, 4)), jnp.ones((3, 6))
-    q0, q1 = multitask.task_apply(spec, 0), multitask.task_apply(spec, 1)
+    q0, q1 = networks.task_apply(spec, 0), networks.task_apply(spec, 1)
     # by hand: relu(x W + b) then head e
     p = params["params"]
     for e, obs, q in ((0, obs0, q0), (1, obs1, q1)):
-        h = jax.nn.relu(multitask.encode(spec, e, obs) @ p["hidden_0"]["kernel"]
+        h = jax.nn.relu(networks.encode(spec, e, obs) @ p["hidden_0"]["kernel"]
                         + p["hidden_0"]["bias"])
         want = h @ p[f"q_{e}"]["kernel"] + p[f"q_{e}"]["bias"]
         np.testing.assert_allclose(q(params, obs), want, rtol=1e-5, atol=1e-6)
     assert q0(params, obs0).shape == (3, 2) and q1(params, obs1).shape == (3, 3)
     # changing head 1 changes env 1's answers only
-    bumped = multitask.set_head_bias(params, 1, jnp.asarray([5.0, 6.0, 7.0]))
+    bumped = networks.set_head_bias(params, "q_1", jnp.asarray([5.0, 6.0, 7.0]))
     np.testing.assert_array_equal(q0(bumped, obs0), q0(params, obs0))
     assert not np.allclose(q1(bumped, obs1), q1(params, obs1))
 
@@ -158,17 +163,19 @@ def test_student_learns_every_env_from_its_own_teacher(two_envs):
     specs, t_params = _random_teachers(two_envs)
     cfg = tiny_distill(total_steps=3072, network="32", chunk_steps=64, multitask=True)
     md = multitask.make(cfg, two_envs, specs)
-    hyper = {"temp": jnp.float32(1.0), "weights": jnp.ones((1,), jnp.float32)}
-    state0 = jax.jit(md.init)(jax.random.PRNGKey(0), t_params)
-    chunk = jax.jit(md.chunk)
+    ctx = _ctx(t_params)
+    state0 = jax.jit(md.system.init)(jax.random.PRNGKey(0), ctx)
+    go = chunk(md.system)
     state = state0
     for c in range(cfg.total_iterations // cfg.chunk_iterations):
-        state, m = chunk(state, t_params, hyper, jnp.int32(c * cfg.chunk_iterations))
-    assert bool(m["finite"])
-    assert float(m["loss_0"]) > 0 and float(m["loss_1"]) > 0   # both envs are learnt
+        state, m = go(state, ctx, jnp.int32(c * cfg.chunk_iterations))
+    assert bool(m.finite)
+    assert float(m.figures["loss_0"]) > 0 and float(m.figures["loss_1"]) > 0   # both learnt
+    assert "eval_retention" in m.figures and float(m.score) == float(m.figures["eval_retention"])
     key = jax.random.PRNGKey(7)
-    trained = jax.jit(md.final_eval)(state.params["student"], t_params, key)
-    untrained = jax.jit(md.final_eval)(state0.params["student"], t_params, key)
+    final = jax.jit(md.system.final)
+    trained = final(state.learner.params["student"], ctx, key)
+    untrained = final(state0.learner.params["student"], ctx, key)
 
     def fidelity(out):
         return float(out["agree"].sum() / out["lengths"].sum())
@@ -177,7 +184,7 @@ def test_student_learns_every_env_from_its_own_teacher(two_envs):
         assert fidelity(trained[e]) > 0.9, (e, fidelity(trained[e]))
         assert fidelity(trained[e]) > fidelity(untrained[e]) + 0.05
     # the buffers hold each env's own transitions (obs widths 4 and 6)
-    assert state.buffers[0].shape[-1] != state.buffers[1].shape[-1]
+    assert state.actor.buffers[0].shape[-1] != state.actor.buffers[1].shape[-1]
 
 
 def test_config_refusals():
@@ -195,11 +202,11 @@ def test_config_refusals():
 
 @pytest.fixture(scope="module")
 def mt_runs(tmp_path_factory):
-    from distillq import commands
+    from distillq.commands import train as train_cmd
 
     d = tmp_path_factory.mktemp("mt")
-    commands.train_teacher(tiny_teacher(), out=str(d / "cart"), show_progress=False)
-    commands.train_teacher(tiny_teacher(env="Acrobot-v1"), out=str(d / "acro"),
+    train_cmd.run(tiny_teacher(), out=str(d / "cart"), show_progress=False)
+    train_cmd.run(tiny_teacher(env="Acrobot-v1"), out=str(d / "acro"),
                            show_progress=False)
     cfg = d / "d.toml"
     cfg.write_text(config.to_toml(config.build(config.DistillConfig, {
