@@ -136,7 +136,7 @@ def test_a_huge_sweep_is_refused_with_its_memory_estimate(runs):
 
 
 def test_stdin_is_read_with_a_bound_and_deep_json_is_refused(tmp_path):
-    from distillq import cli, pipes
+    from distillq import pipes
 
     assert "stdin holds more than 16 MB" in one_line_error(
         ["evaluate"], stdin="\0" * (pipes.STDIN_LIMIT + 1))
