@@ -1,4 +1,4 @@
-"""Mutation testing of distillq's algorithm modules with cosmic-ray (`make mutation`).
+"""Mutation testing of distillq's jitted core (distillq/core/) with cosmic-ray (`make mutation`).
 
 Each module is mutated in a copy of the repository (cosmic-ray edits files in place), one
 mutant at a time, and the tests that exercise it run against the mutant (fastest first, -x):
@@ -27,24 +27,24 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ALG = "tests/test_algorithms.py"
-MODULES = {   # module -> pytest arguments selecting the tests that exercise it, cheapest first
-    "losses": ["tests/test_losses.py", ALG, "tests/test_qdagger.py", "-k", "test_losses or "
-               "objective or hidden_terms or td_target or td_term or lambda or probe_chain or "
-               "probe_truncation or action_dependent"],
-    "replay": ["tests/test_replay.py", ALG, "-k", "test_replay or probe or td_update or "
-               "reach_the_buffer or dataset"],
-    "training": [ALG, "tests/test_dqn.py", "-k", "keep_best or target_period or teacher_keeps "
-                 "or student_keeps or probe_one or dataset or test_dqn"],
-    "evaluate": [ALG, "tests/test_dqn.py", "-k", "rollout or comparison or teacher_keeps or "
-                 "final_eval or chunked or random_policy or retention"],
-    "dqn": [ALG, "tests/test_dqn.py", "-k", "probe or td_ or target or teacher_keeps or "
-            "learning_rate or gradient_clip or test_dqn or epsilon or obs_norm or "
-            "action_dependent or chunk_metrics or masked"],
-    "distill": [ALG, "tests/test_distill.py", "tests/test_qdagger.py", "-k", "behaviour or "
-                "collect or dataset or student_keeps or objective or hidden_terms or ensemble "
-                "or output_bias or test_distill or obs_norm or lambda or td_ or from_scratch"],
-    "multitask": ["tests/test_multitask.py", "-k", "not cli and not resume"],
+DQN = "tests/core/test_dqn_algorithm.py"
+STUDENT = "tests/core/test_student.py"
+MODULES = {   # core module -> pytest arguments selecting the tests that exercise it
+    "loop": ["tests/core/test_loop.py", DQN, STUDENT, "-k", "test_loop or keeps or budget or "
+             "no_update or without_evaluation or target_period or epsilon_controls"],
+    "td": ["tests/core/test_td.py", DQN, "-k", "test_td or td_update or target or probe"],
+    "losses": ["tests/core/test_losses.py", STUDENT, "tests/core/test_qdagger.py", "-k",
+               "test_losses or objective or hidden_terms or td_term or lambda"],
+    "student": [STUDENT, "tests/core/test_qdagger.py", "tests/core/test_multitask.py", "-k",
+                "not cli and not resume and not sigterm"],
+    "replay": ["tests/core/test_replay.py", DQN, STUDENT, "-k", "test_replay or probe or "
+               "td_update or reach_the_buffer or dataset"],
+    "rollout": ["tests/core/test_rollout.py", "tests/runs/test_evaluation.py", DQN, STUDENT,
+                "-k", "test_rollout or chunked or keeps or baselines or final_eval"],
+    "dqn": [DQN],
+    "distill": [STUDENT, "tests/core/test_qdagger.py", "tests/core/test_views.py", "-k",
+                "not evaluate_render and not parity"],
+    "multitask": ["tests/core/test_multitask.py", "-k", "not cli and not resume"],
 }
 KEEP_BINARY = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|Pow_Mul|Mod_FloorDiv|BitOr_BitAnd|BitAnd_BitOr"
 EXCLUDE = [
@@ -61,7 +61,7 @@ def config_text(module: str, tests: list[str], workers: list[str], timeout: floa
             'name = "http"\n\n[cosmic-ray.distributor.http]\nworker-urls = '
             + json.dumps(workers))
     return f"""[cosmic-ray]
-module-path = "distillq/{module}.py"
+module-path = "distillq/core/{module}.py"
 timeout = {timeout}
 excluded-modules = []
 test-command = "{cmd}"
