@@ -296,20 +296,23 @@ def distill(
         over["ensemble"] = ensemble
     if multitask is not None:
         over["multitask"] = multitask
-    first = config.load("distill", config_path, over)   # fail fast, before waiting for stdin
     n_seeds = config.parse_int("seeds", seeds, lo=1)
     point = config.parse_int("teacher-point", teacher_point)
     store.check_writable_parent(out)
-    upstream = None if teacher else pipes.upstream("teacher run")
+    upstream = None
+    if not teacher:   # a bad option fails now, not after the upstream command has finished
+        config.load("distill", config_path, over)
+        upstream = pipes.upstream("teacher run")
     teacher_dirs = list(teacher) if teacher else [upstream["run_dir"]]
-    for t in teacher_dirs:
-        meta = store.read_meta(t)  # fail fast, before importing jax
+    metas = [store.read_meta(t) for t in teacher_dirs]   # fail fast, before importing jax
+    for t, meta in zip(teacher_dirs, metas, strict=True):
         if env is not None and meta["env"] != env:
             raise DistillqError(f"env mismatch: teacher {t} was trained on {meta['env']}, "
                                 f"not {env}")
-    # + the env's defaults (a multi-task student has several envs: the common defaults)
-    cfg = first if first.multitask else config.load("distill", config_path, over,
-                                                    env=meta["env"])
+    # over the teachers' env's defaults (teachers of several envs: the common defaults)
+    teacher_envs = {m["env"] for m in metas}
+    cfg = config.load("distill", config_path, over,
+                      env=teacher_envs.pop() if len(teacher_envs) == 1 else None)
     _distributed(coordinator, num_processes, process_id)
     from distillq.commands import distill as command
 

@@ -35,14 +35,34 @@ def _f(default: Any, doc: str, **bounds: Any) -> Any:
     return field(default=default, metadata={"doc": doc, **bounds})
 
 
-class _Schedule:
-    """Derived loop sizes shared by the training configs (properties, never stored)."""
+@dataclass(frozen=True)
+class Loop:
+    """The training loop's keys, shared by every training config (declared once here; a
+    config kind changes only their defaults, with `defaults`). Derived sizes are properties,
+    never stored."""
 
-    total_steps: int
-    num_envs: int
-    learning_starts: int
-    buffer_size: int
-    updates_per_step: int
+    seed: int = _f(0, "first seed; seeds are seed, seed+1, ... (a vmap axis; a student i "
+                   "learns from teacher seed i)", min=0)
+    network: str = _f("128,64", "the trained network: " + NETWORK_DOC + "; a student's family "
+                      "may differ from its teacher's", network=True)
+    activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
+    obs_norm: str = _f("none", OBS_NORM_DOC, choices=("none", "bounds"))
+    num_envs: int = _f(16, "parallel environments per seed", min=1)
+    total_steps: int = _f(100_000, "maximum environment steps per seed (a dataset student: "
+                          "collection plus fitting iterations)", min=1)
+    learning_starts: int = _f(1_024, "environment steps per seed before the first update", min=0)
+    buffer_size: int = _f(20_000, "replay capacity in transitions per seed", min=1)
+    batch_size: int = _f(128, "minibatch size of one gradient update", min=1)
+    updates_per_step: int = _f(1, "gradient updates per vectorised environment step", min=1)
+    lr: float = _f(1e-2, "Adam learning rate at the start", gt=0.0)
+    lr_end: float = _f(2e-3, "learning rate reached linearly at total_steps", gt=0.0)
+    grad_clip: float = _f(10.0, "global gradient-norm clip", gt=0.0)
+    chunk_steps: int = _f(256, "vectorised env steps per jitted chunk (host sync period)", min=1)
+    eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
+                            "evaluated params are kept (0 = keep the last params)", min=0)
+    final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
+    checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
+                                "(0 = only on SIGINT/SIGTERM)", min=0.0)
 
     @property
     def total_iterations(self) -> int:
@@ -73,44 +93,50 @@ class _Schedule:
         return t
 
 
+LOOP_KEYS = tuple(f.name for f in dataclasses.fields(Loop))
+
+
+def defaults(**values: Any):
+    """Class decorator (under @dataclass): inherited fields get these defaults; their docs and
+    bounds stay the ones declared once in the base class."""
+    def wrap(cls: type) -> type:
+        base = {f.name: f for c in cls.__mro__[1:] if dataclasses.is_dataclass(c)
+                for f in dataclasses.fields(c)}
+        annotations = dict(cls.__dict__.get("__annotations__", {}))
+        for name, v in values.items():
+            annotations[name] = base[name].type
+            setattr(cls, name, field(default=v, metadata=base[name].metadata))
+        cls.__annotations__ = annotations
+        return cls
+
+    return wrap
+
+
+def ordered_fields(cls_or_cfg: Any) -> list:
+    """A config's fields as files show them: its own keys first, then the loop's."""
+    fs = dataclasses.fields(cls_or_cfg)
+    return [f for f in fs if f.name not in LOOP_KEYS] + [f for f in fs if f.name in LOOP_KEYS]
+
+
 @dataclass(frozen=True)
-class TeacherConfig(_Schedule):
+class TeacherConfig(Loop):
     """DQN teacher on a gymnax environment."""
 
     env: str = _f("CartPole-v1", "gymnax environment id")
-    seed: int = _f(0, "first seed; seeds are seed, seed+1, ... (a vmap axis)", min=0)
     seeds: int = _f(4, "number of independent seeds trained in one vmapped call", min=1)
-    network: str = _f("128,64", "teacher network: " + NETWORK_DOC, network=True)
-    activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
-    obs_norm: str = _f("none", OBS_NORM_DOC, choices=("none", "bounds"))
-    num_envs: int = _f(16, "parallel environments per seed", min=1)
-    total_steps: int = _f(100_000, "maximum environment steps per seed", min=1)
-    learning_starts: int = _f(1_024, "environment steps per seed before the first update", min=0)
-    buffer_size: int = _f(20_000, "replay capacity in transitions per seed", min=1)
-    batch_size: int = _f(128, "minibatch size of one gradient update", min=1)
-    updates_per_step: int = _f(1, "gradient updates per vectorised environment step", min=1)
-    lr: float = _f(1e-2, "Adam learning rate at the start", gt=0.0)
-    lr_end: float = _f(2e-3, "learning rate reached linearly at total_steps", gt=0.0)
     gamma: float = _f(0.99, "discount factor", min=0.0, max=1.0)
     n_step: int = _f(4, "n-step returns (1 = plain one-step TD)", min=1)
     double_dqn: bool = _f(True, "Double DQN target (online argmax, target evaluation)")
     target_update: int = _f(20, "gradient updates between target-network updates", min=1)
     tau: float = _f(1.0, "target update rate: 1.0 = hard copy, <1 = Polyak", gt=0.0, max=1.0)
     huber_delta: float = _f(1.0, "Huber loss threshold on the TD error", gt=0.0)
-    grad_clip: float = _f(10.0, "global gradient-norm clip", gt=0.0)
     eps_start: float = _f(1.0, "epsilon-greedy: initial epsilon", min=0.0, max=1.0)
     eps_end: float = _f(0.05, "epsilon-greedy: final epsilon", min=0.0, max=1.0)
     eps_fraction: float = _f(0.2, "fraction of total_steps over which epsilon decays",
                              gt=0.0, max=1.0)
-    chunk_steps: int = _f(256, "vectorised env steps per jitted chunk (host sync period)", min=1)
-    eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
-                            "evaluated params are kept (0 = keep the last params)", min=0)
     stop_return: float | None = _f(None, "stop early once every seed's in-training evaluation "
                                    "reaches this mean return (none = never; set per env in "
                                    "configs/envs/)")
-    final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
-    checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
-                                "(0 = only on SIGINT/SIGTERM)", min=0.0)
 
     def check(self) -> None:
         _check_fields(self)
@@ -129,6 +155,12 @@ class TeacherConfig(_Schedule):
         if self.warmup_iterations >= self.total_iterations:
             raise ConfigError(f"learning_starts ({self.learning_starts}) must be below total_steps "
                               f"({self.total_steps})")
+
+
+def _td(teacher_key: str, default: Any) -> Any:
+    """A student's td term key: the teacher's TD key (its doc and bounds), its own default."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(TeacherConfig)}[teacher_key]
+    return field(default=default, metadata={**meta, "doc": "td term: " + meta["doc"]})
 
 
 LOSSES = tuple(registry.LOSSES)
@@ -156,14 +188,10 @@ def parse_loss_term(term: str) -> tuple[str, tuple[float, ...]]:
 
 
 @dataclass(frozen=True)
-class DistillConfig(_Schedule):
+@defaults(network="64,32", total_steps=40_000, updates_per_step=4, lr=1e-3, lr_end=1e-5)
+class DistillConfig(Loop):
     """Student distilled from a teacher run."""
 
-    seed: int = _f(0, "first seed of the students (student i learns from teacher seed i)", min=0)
-    network: str = _f("64,32", "student network (its family may differ from the teacher's): "
-                      + NETWORK_DOC, network=True)
-    activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
-    obs_norm: str = _f("none", OBS_NORM_DOC, choices=("none", "bounds"))
     loss: tuple[str, ...] = _f(("kl",), "loss terms NAME[=WEIGHT[,WEIGHT...]] summed with their "
                                "weights (several weights: a sweep axis); names: "
                                + ", ".join(LOSSES) + "; in --set, join terms with +", sep="+")
@@ -188,32 +216,14 @@ class DistillConfig(_Schedule):
                              "probability decays from 1 to 0", gt=0.0, max=1.0)
     dataset_steps: int = _f(20_000, "dataset: env steps per seed collected before fitting "
                             "(<= buffer_size)", min=1)
-    num_envs: int = _f(16, "parallel environments per seed collecting states", min=1)
-    total_steps: int = _f(40_000, "maximum environment steps per seed (dataset: collection "
-                          "plus fitting iterations)", min=1)
-    learning_starts: int = _f(1_024, "environment steps per seed before the first update", min=0)
-    buffer_size: int = _f(20_000, "state buffer capacity per seed", min=1)
-    batch_size: int = _f(128, "minibatch size", min=1)
-    updates_per_step: int = _f(4, "gradient updates per vectorised environment step", min=1)
-    lr: float = _f(1e-3, "Adam learning rate at the start", gt=0.0)
-    lr_end: float = _f(1e-5, "learning rate reached linearly at total_steps", gt=0.0)
-    grad_clip: float = _f(10.0, "global gradient-norm clip", gt=0.0)
-    chunk_steps: int = _f(256, "vectorised env steps per jitted chunk (host sync period)", min=1)
-    eval_episodes: int = _f(32, "greedy episodes per seed evaluated after every chunk; the best "
-                            "evaluated params are kept (0 = keep the last params)", min=0)
     stop_retention: float = _f(0.0, "stop early once every student's in-training evaluation "
                                "reaches this normalised retention, (S - R) / (T - R) with R a "
                                "uniform-random policy's return (0 = never)", min=0.0)
-    final_episodes: int = _f(100, "greedy episodes per seed in the final evaluation", min=1)
-    checkpoint_secs: float = _f(30.0, "seconds between full-state checkpoints for --resume "
-                                "(0 = only on SIGINT/SIGTERM)", min=0.0)
-    td_gamma: float = _f(0.99, "td term: discount factor", gt=0.0, max=1.0)
-    td_n_step: int = _f(3, "td term: n-step returns", min=1)
-    td_double: bool = _f(True, "td term: double DQN (the online student picks the bootstrap "
-                         "action)")
-    td_target_update: int = _f(100, "td term: gradient updates between copies of the student "
-                               "into its target network", min=1)
-    td_huber_delta: float = _f(1.0, "td term: Huber threshold", gt=0.0)
+    td_gamma: float = _td("gamma", 0.99)
+    td_n_step: int = _td("n_step", 3)
+    td_double: bool = _td("double_dqn", True)
+    td_target_update: int = _td("target_update", 100)
+    td_huber_delta: float = _td("huber_delta", 1.0)
     lambda_schedule: str = _f("fixed", "weight of the non-td terms over training: fixed (1), "
                               "qdagger (max(1 - normalised in-training return of the student "
                               "relative to its teacher's, 0), updated after every chunk), or "
@@ -579,9 +589,12 @@ def from_dict(kind: str, d: dict[str, Any]) -> Any:
 
 
 def to_toml(cfg: Any) -> str:
-    """Render a config as documented TOML (used for configs/*.toml and the README)."""
+    """Render a config as documented TOML (used for configs/*.toml and the README): its own
+    keys, then the training loop's keys every config shares."""
     lines = [f"# {type(cfg).__doc__}", ""]
-    for f in dataclasses.fields(cfg):
+    for f in ordered_fields(cfg):
+        if f.name == LOOP_KEYS[0]:
+            lines += ["# ---- the training loop (keys every training config shares)", ""]
         v = getattr(cfg, f.name)
         lines.append(f"# {f.metadata['doc']}")
         lines.append(f"{f.name} = {_toml_value(v)}")

@@ -4,7 +4,6 @@
     python scripts/config_reference.py --write   # replace README.md's copy (between markers)
 """
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 def table(cls) -> str:
     rows = ["| key | default | meaning |", "|---|---|---|"]
-    for f in dataclasses.fields(cls):
+    for f in config.ordered_fields(cls):
         v = f.default
         if isinstance(v, tuple):
             v = ",".join(map(str, v))
