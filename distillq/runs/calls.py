@@ -1,0 +1,55 @@
+"""Jitted calls from the host: per-seed keys, and calls run to the end interruptibly.
+
+Importing it applies distillq's process-wide jax settings first (_setup.py: compile flags,
+the persistent compilation cache), before jax is used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from distillq import _setup
+from distillq.runs import parallel, signals
+
+_setup.configure()
+
+
+def keys(seeds: list[int]):
+    """One PRNG key per seed, made in one vectorised call (a Python loop over 100,000 seeds
+    took minutes)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+
+
+def eval_keys(seeds: list[int]):
+    """The evaluation keys of seeds: shared by train-teacher, distill and evaluate."""
+    import jax
+    import jax.numpy as jnp
+
+    from distillq.core import rollout
+
+    return jax.vmap(rollout.eval_key)(jnp.asarray(seeds, jnp.uint32))
+
+
+def jit_vmap(fn: Callable, in_axes: Any = 0, donate: tuple = ()):
+    import jax
+
+    return jax.jit(jax.vmap(fn, in_axes=in_axes), donate_argnums=donate)
+
+
+def ready(fn: Callable, *args):
+    """fn(*args) computed to the end, interruptibly (a signal is acted on at once)."""
+    import jax
+
+    return signals.blocking(lambda: jax.block_until_ready(fn(*args)))
+
+
+def timed(fn: Callable, *args):
+    """(gathered host result, seconds) of a jitted call, run interruptibly."""
+    t = time.perf_counter()
+    out = signals.blocking(lambda: parallel.gather(fn(*args)))
+    return out, time.perf_counter() - t
