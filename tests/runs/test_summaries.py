@@ -1,0 +1,37 @@
+"""The numbers a run reports: normalised and raw retention, by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distillq.runs import summaries
+
+
+def test_normalised_retention_hand_computed():
+    # Acrobot-like negative returns: student -90, teacher -80, random -500
+    assert summaries.normalised_retention(-90.0, -80.0, -500.0) == pytest.approx(410 / 420)
+    # MountainCar-like floor: random = -200 (never reaches the goal)
+    assert summaries.normalised_retention(-110.0, -100.0, -200.0) == pytest.approx(0.9)
+    assert summaries.normalised_retention(500.0, 500.0, 22.0) == 1.0
+    assert summaries.normalised_retention(22.0, 500.0, 22.0) == 0.0
+    assert summaries.normalised_retention(5.0, 3.0, 3.0) is None     # teacher = random
+    assert summaries.raw_retention(-90.0, -80.0, floor=-500.0) is None
+    assert summaries.raw_retention(450.0, 500.0, floor=9.0) == 0.9
+
+
+def test_student_evaluation_reports_normalised_and_raw_retention():
+    meta = {"seeds": [0, 1], "teacher": {"seeds": [0, 1]}}
+    final = {"returns": np.array([[-90.0, -90.0], [-200.0, -200.0]]),
+             "teacher_returns": np.array([[-80.0, -80.0], [-100.0, -100.0]]),
+             "random_returns": np.array([[-500.0, -500.0], [-200.0, -200.0]]),
+             "agree": np.array([[3.0, 1.0], [0.0, 0.0]]),
+             "lengths": np.array([[4.0, 4.0], [4.0, 4.0]])}
+    ev = summaries.student_evaluation(meta, final)
+    s0, s1 = ev["per_seed"]
+    assert s0["retention"] == pytest.approx(410 / 420) and s1["retention"] == 0.0
+    assert s0["retention_raw"] is None and s0["random_mean"] == -500.0
+    assert ev["overall"]["retention_min"] == 0.0
+    # overall: means over both seeds: S -145, T -90, R -350 -> 205 / 260
+    assert ev["overall"]["retention"] == pytest.approx(205 / 260)
+    assert s0["fidelity"] == 0.5 and ev["overall"]["fidelity"] == pytest.approx(4 / 16)
