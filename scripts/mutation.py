@@ -206,11 +206,21 @@ def outcomes(dump: str) -> list[tuple[dict, dict | None]]:
     return [tuple(json.loads(line)) for line in dump.splitlines() if line.strip()]
 
 
+def outcome(res: dict | None) -> str:
+    """killed / survived / skipped / pending; a mutant that does not even parse (e.g. `**`
+    unpacking turned into `*`) is `incompetent`, not killed."""
+    if res is None:
+        return "pending"
+    o = res.get("test_outcome") or "skipped"
+    if o == "killed" and "SyntaxError" in (res.get("output") or ""):
+        return "incompetent"
+    return o
+
+
 def summarise(dump: str) -> str:
     from collections import Counter
 
-    c = Counter("pending" if r is None else (r.get("test_outcome") or "skipped")
-                for _, r in outcomes(dump))
+    c = Counter(outcome(r) for _, r in outcomes(dump))
     return ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
 
 
