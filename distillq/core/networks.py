@@ -35,6 +35,16 @@ def _flatten(x: jax.Array, obs_ndim: int) -> jax.Array:
     return x.reshape(*x.shape[:x.ndim - obs_ndim], -1)
 
 
+def _trunk(x: jax.Array, widths: tuple[int, ...], act) -> tuple[jax.Array, list]:
+    """Dense layers `hidden_i` with the activation, called inside a module's compact
+    __call__: the last activation and every one (what feature losses compare)."""
+    hiddens = []
+    for i, width in enumerate(widths):
+        x = act(nn.Dense(width, name=f"hidden_{i}")(x))
+        hiddens.append(x)
+    return x, hiddens
+
+
 class MLP(nn.Module):
     hidden: tuple[int, ...]
     num_actions: int
@@ -48,12 +58,8 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, return_hidden: bool = False):
-        act = ACTIVATIONS[self.activation]
-        x = _flatten(x, self.obs_ndim)
-        hiddens = []
-        for i, width in enumerate(self.hidden):
-            x = act(nn.Dense(width, name=f"hidden_{i}")(x))
-            hiddens.append(x)
+        x, hiddens = _trunk(_flatten(x, self.obs_ndim), self.hidden,
+                            ACTIVATIONS[self.activation])
         q = nn.Dense(self.num_actions, name="q")(x)
         return (q, tuple(hiddens)) if return_hidden else q
 
@@ -115,11 +121,9 @@ class CNN(nn.Module):
         act = ACTIVATIONS[self.activation]
         batch = x.shape[:-3]
         x = act(Conv(self.channels, self.kernel, name="conv")(x))
-        x = x.reshape(*batch, -1)
-        hiddens = [x]
-        for i, width in enumerate(self.dense):
-            x = act(nn.Dense(width, name=f"hidden_{i}")(x))
-            hiddens.append(x)
+        conv = x.reshape(*batch, -1)
+        x, hiddens = _trunk(conv, self.dense, act)
+        hiddens = [conv, *hiddens]
         q = nn.Dense(self.num_actions, name="q")(x)
         return (q, tuple(hiddens)) if return_hidden else q
 
@@ -139,11 +143,7 @@ class MultiTaskMLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, return_hidden: bool = False):
-        act = ACTIVATIONS[self.activation]
-        hiddens = []
-        for i, width in enumerate(self.hidden):
-            x = act(nn.Dense(width, name=f"hidden_{i}")(x))
-            hiddens.append(x)
+        x, hiddens = _trunk(x, self.hidden, ACTIVATIONS[self.activation])
         qs = tuple(nn.Dense(a, name=f"q_{e}")(x) for e, a in enumerate(self.heads))
         return (qs, tuple(hiddens)) if return_hidden else qs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 def summary(returns) -> dict:
     """Mean/std/min/max of an array of episode returns (host side)."""
     import numpy as np

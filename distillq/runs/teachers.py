@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distillq.runs import store
 from distillq.errors import RunDirError
+from distillq.runs import store
 
 
 def load_teachers(teacher_dirs: list[str], point: int | None = None,
