@@ -275,16 +275,28 @@ def param_count(net_spec: dict) -> int:
     return sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_params(net_spec)))
 
 
-def hidden_sizes(net_spec: dict) -> list[int]:
-    """Flattened size of each hidden activation (what feature/relation losses compare)."""
+def _shapes(net_spec: dict):
+    """(outputs, hidden activations) of one input, as shapes (nothing computed)."""
     net = build(net_spec)
     shape = input_shape(net_spec)
 
-    def hiddens(k):
-        params = init(net, k, shape)
-        return net.apply(params, jnp.zeros((1, *shape)), return_hidden=True)[1]
+    def run(k):
+        return net.apply(init(net, k, shape), jnp.zeros((1, *shape)), return_hidden=True)
 
-    return [int(h.shape[-1]) for h in jax.eval_shape(hiddens, jax.random.PRNGKey(0))]
+    return jax.eval_shape(run, jax.random.PRNGKey(0))
+
+
+def hidden_sizes(net_spec: dict) -> list[int]:
+    """Flattened size of each hidden activation (what feature/relation losses compare)."""
+    return [int(h.shape[-1]) for h in _shapes(net_spec)[1]]
+
+
+def widths(net_spec: dict) -> list[int]:
+    """Values per sample of the input, each hidden activation and each output (a multi-task
+    net has one per env): what one sample keeps in flight."""
+    outputs, hiddens = _shapes(net_spec)
+    return [math.prod(input_shape(net_spec)), *(int(h.shape[-1]) for h in hiddens),
+            *(int(q.shape[-1]) for q in jax.tree.leaves(outputs))]
 
 
 def ensemble_apply(apply):

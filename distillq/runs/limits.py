@@ -63,11 +63,7 @@ def widest(net_spec: dict) -> int:
     """The widest activation per sample (flattened), for the activation estimate."""
     from distillq.core import networks
 
-    if net_spec.get("type") == "multitask":
-        return max([net_spec["in_dim"], *net_spec["hidden"],
-                    *(t["num_actions"] for t in net_spec["tasks"])])
-    return max([math.prod(networks.obs_shape(net_spec)), *networks.hidden_sizes(net_spec),
-                int(net_spec["num_actions"])])
+    return max(networks.widths(net_spec))
 
 
 def estimate(*, students: int, buffer_rows: int, num_envs: int, transition_bytes: int,
@@ -150,7 +146,6 @@ def preflight_evaluate(run_meta: dict, episodes: int, chunk: int) -> None:
 
     seeds = len(run_meta["seeds"])
     spec = run_meta["network"]
-    obs = (spec["in_dim"] if spec.get("type") == "multitask"
-           else math.prod(networks.obs_shape(spec)))
+    obs = math.prod(networks.input_shape(spec))
     check_memory("evaluate", {"episodes in flight": seeds * min(episodes, chunk) * 4 * (
         2 * obs + widest(run_meta["network"]) + 16) * 3})
