@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint lock bench study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond mutation deploy clean
+.PHONY: setup run test test-fast lint golden lock bench study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond mutation deploy clean
 
 # Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
 # without touching them. pyproject.toml keeps the ranges, for library users.
@@ -51,7 +51,12 @@ lint: setup
 	$(VENV)/bin/ruff check distillq tests scripts
 	$(VENV)/bin/lint-imports --no-cache
 
-# Mutation testing (cosmic-ray) of the algorithm modules: hours on a 2-core CPU; the
+# Golden outputs: 18 short runs through the CLI, bit-identical to results/golden/golden.json
+# (recorded on this project's 2-core development CPU; ~2 min). README "Tests".
+golden: setup
+	$(PY) scripts/golden.py check results/golden/golden.json
+
+# Mutation testing (cosmic-ray) of the jitted core (distillq/core): hours on a 2-core CPU; the
 # survivors are listed in results/mutation/. See README "Tests".
 mutation: setup
 	$(PY) -m pip install -q -e '.[mutation]'
