@@ -102,6 +102,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sample", type=int, default=0, metavar="N",
                     help="test a uniform random sample of N mutants per module (seeded), "
                     "the others marked skipped (0 = all)")
+    ap.add_argument("--verify", action="store_true",
+                    help="no new mutants: re-apply each recorded survivor's diff, by text, to "
+                    "today's module and run its selection (after tests were added for them)")
     ap.add_argument("--recheck", choices=("broad", "targeted"),
                     help="re-run each survivor against every fast test (broad: minutes each) "
                     "or against the module's current selection (targeted: after widening it)")
@@ -111,6 +114,18 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     bindir = Path(sys.executable).parent
     env = {**os.environ, "DISTILLQ_CACHE_DIR": str(work / "jax-cache")}
+    if args.verify:
+        copy = work / "verify"
+        copy_repo(copy)
+        for module in args.modules.split(","):
+            res = verify_survivors(out, module, copy, {**env, "PYTHONPATH": str(copy)},
+                                   args.timeout)
+            (out / f"{module}.verify.json").write_text(json.dumps(res, indent=1))
+            print(f"{module}: re-applied survivors killed: "
+                  f"{sum(r['outcome'] == 'killed' for r in res)} of {len(res)}",
+                  file=sys.stderr, flush=True)
+        write_survivors(out, args.modules.split(","))
+        return 0
     copies = [work / f"copy{i}" for i in range(max(1, args.workers))]
     for c in copies:
         copy_repo(c)
@@ -202,6 +217,45 @@ def recheck_survivors(dump: str, copy: Path, bindir: Path, env: dict,
     return results
 
 
+def _diff_lines(diff: str) -> tuple[str, str]:
+    minus = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    plus = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    return "\n".join(minus), "\n".join(plus)
+
+
+def verify_survivors(out: Path, module: str, copy: Path, env: dict,
+                     timeout: float) -> list[dict]:
+    """Each survivor of <module>.jsonl re-applied by text (its removed line, found once in
+    today's file, replaced by its added line) and run against today's selection."""
+    path = copy / f"distillq/core/{module}.py"
+    original = path.read_text()
+    results = []
+    for job, res in outcomes((out / f"{module}.jsonl").read_text()):
+        if outcome(res) != "survived":
+            continue
+        old, new = _diff_lines(res.get("diff") or "")
+        mu = job["mutations"][0]
+        row = {"operator": mu["operator_name"], "line": mu["start_pos"][0],
+               "diff": res.get("diff")}
+        if not old or original.count(old) != 1:
+            results.append({**row, "outcome": "not re-applicable (the line changed)"})
+            continue
+        path.write_text(original.replace(old, new))
+        try:
+            p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p",
+                                "no:cacheprovider", *MODULES[module]], cwd=copy,
+                               env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+                               capture_output=True, text=True, timeout=timeout)
+            failed = [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED")][:1]
+            results.append({**row, "outcome": "survived" if p.returncode == 0 else "killed",
+                            "by": failed})
+        except subprocess.TimeoutExpired:
+            results.append({**row, "outcome": "killed", "by": ["timeout"]})
+        finally:
+            path.write_text(original)
+    return results
+
+
 def outcomes(dump: str) -> list[tuple[dict, dict | None]]:
     return [tuple(json.loads(line)) for line in dump.splitlines() if line.strip()]
 
@@ -231,14 +285,16 @@ def write_survivors(out: Path, modules: list[str]) -> None:
         if not p.exists():
             continue
         dump = p.read_text()
-        rc = out / f"{module}.recheck.json"
+        rc, vf = out / f"{module}.recheck.json", out / f"{module}.verify.json"
         rechecked = json.loads(rc.read_text()) if rc.exists() else []
+        if vf.exists():
+            rechecked = json.loads(vf.read_text())
         if not rechecked:           # no recheck: every survivor of the targeted tests
             rechecked = [{"operator": job["mutations"][0]["operator_name"],
                           "line": job["mutations"][0]["start_pos"][0], "outcome": "survived",
                           "diff": res.get("diff")} for job, res in outcomes(dump)
                          if (res or {}).get("test_outcome") == "survived"]
-        left = [r for r in rechecked if r["outcome"] == "survived"]
+        left = [r for r in rechecked if r["outcome"] != "killed"]
         lines.append(f"## {module}: {summarise(dump)}; {len(left)} survivors")
         lines.append("")
         for r in left:

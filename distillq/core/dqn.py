@@ -2,7 +2,7 @@
 network, epsilon-greedy collection from `num_envs` vectorised envs into a replay buffer.
 
 collect   epsilon-greedy actions of the online net, one env step, the transitions written
-          as replay row t (feed: the buffer)
+          as replay row t (feed: the buffer and the t + 1 rows written so far)
 learn     update j of iteration t samples windows of n_step transitions from the rows written
           so far and takes one TD step; the target net moves after every target_update
           updates, counted across the whole run
@@ -26,6 +26,13 @@ class Actor(NamedTuple):
     env_state: Any
     obs: jax.Array
     ep_return: jax.Array      # running return of each env's current episode
+
+
+class Feed(NamedTuple):
+    """What the updates of one iteration read."""
+
+    buffer: Any
+    written: jax.Array        # rows written so far, this iteration's included
 
 
 class Collected(NamedTuple):
@@ -110,11 +117,11 @@ def make(cfg: TeacherConfig, env: envs.Env) -> DQN:
         out = Collected(jnp.sum(jnp.where(st.done, ep_return, 0.0)),
                         jnp.sum(st.done.astype(jnp.float32)))
         actor = Actor(buffer, st.state, st.obs, jnp.where(st.done, 0.0, ep_return))
-        return state._replace(actor=actor), buffer, out
+        return state._replace(actor=actor), Feed(buffer, t + 1), out
 
-    def learn(learner: loop.Learner, _ctx, buffer, t: jax.Array, j: jax.Array, key):
+    def learn(learner: loop.Learner, _ctx, feed: Feed, t: jax.Array, j: jax.Array, key):
         u = (t - cfg.warmup_iterations) * cfg.updates_per_step    # updates done before t
-        return td_update(learner, buffer, t + 1, key, u + j)
+        return td_update(learner, feed.buffer, feed.written, key, u + j)
 
     def score(params, _state, _ctx, key) -> loop.Score:
         return loop.Score(eval_rollout(params, key)["returns"].mean(), {})

@@ -30,6 +30,13 @@ class Actor(NamedTuple):
     obs: tuple
 
 
+class Feed(NamedTuple):
+    """What the updates of one iteration read."""
+
+    buffers: tuple
+    written: jax.Array       # rows written so far in every env's buffer, this iteration's
+
+
 class Step(NamedTuple):
     loss: jax.Array          # the mean over envs
     per_env: jax.Array       # [k]
@@ -139,12 +146,12 @@ def make(cfg: DistillConfig, env_list: list[envs.Env], teacher_specs: list[dict]
             obs.append(st.obs)
             agree.append(ag)
         actor = Actor(tuple(buffers), tuple(env_states), tuple(obs))
-        return state._replace(actor=actor), actor.buffers, jnp.stack(agree)
+        return state._replace(actor=actor), Feed(actor.buffers, t + 1), jnp.stack(agree)
 
-    def learn(learner: loop.Learner, ctx: student.Teaching, buffers, t, _j, key):
+    def learn(learner: loop.Learner, ctx: student.Teaching, feed: Feed, _t, _j, key):
         keys = jax.random.split(key, k)
         batches = tuple(jax.tree.map(lambda x: x[:, 0], replay.sample(
-            buffers[e], layouts[e], keys[e], t + 1, B, 1)) for e in range(k))
+            feed.buffers[e], layouts[e], keys[e], feed.written, B, 1)) for e in range(k))
         (loss, (per_env, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             learner.params, ctx.teacher_params, batches, ctx.hyper)
         upd, opt_state = tx.update(grads, learner.opt_state, learner.params)

@@ -305,3 +305,37 @@ def test_final_eval_shapes(runs):
     assert out["returns"].shape == (2, cfg.final_episodes)
     assert np.all(np.asarray(out["returns"]) >= 1)
     np.testing.assert_array_equal(np.asarray(out["returns"]), np.asarray(out["lengths"]))
+
+
+def test_the_chunk_figures_count_finished_episodes_and_report_the_last_epsilon():
+    """A 4-step chain, 4 envs in step: every 4th iteration each env ends an episode of
+    return 1, the other iterations end none. train_return is the mean return of the
+    episodes that ended (1, whatever the unfinished ones hold), episodes their count, and
+    epsilon the schedule's value at the chunk's last iteration; a chunk in which no episode
+    ends reports no train_return (NaN), not 0."""
+    base = {**PROBE, "network": "16", "total_steps": 4 * 64, "num_envs": 4,
+            "learning_starts": 16, "buffer_size": 64, "batch_size": 8, "eps_start": 1.0,
+            "eps_end": 0.0, "eps_fraction": 1.0}
+    env = probes.make("chain", length=4)
+    cfg = tiny_teacher(**{**base, "chunk_steps": 16})
+    tr = dqn.make(cfg, env)
+    _, m = chunk(tr.system)(tr.system.init(jax.random.PRNGKey(0)), None, jnp.int32(0))
+    assert float(m.figures["episodes"]) == 4 * 4
+    assert float(m.figures["train_return"]) == 1.0
+    assert float(m.figures["epsilon"]) == pytest.approx(float(dqn.epsilon(cfg, jnp.int32(15))))
+    assert float(dqn.epsilon(cfg, jnp.int32(15))) < float(dqn.epsilon(cfg, jnp.int32(1)))
+    short = tiny_teacher(**{**base, "chunk_steps": 2})
+    tr = dqn.make(short, env)
+    _, m = chunk(tr.system)(tr.system.init(jax.random.PRNGKey(0)), None, jnp.int32(0))
+    assert float(m.figures["episodes"]) == 0 and np.isnan(float(m.figures["train_return"]))
+
+
+def test_the_updates_of_iteration_t_read_every_row_written_so_far(cartpole):
+    """collect writes row t; the updates that follow sample from the t + 1 rows written
+    (this iteration's included: learning is never one or two iterations stale)."""
+    tr = dqn.make(tiny_teacher(seeds=1), cartpole)
+    st = tr.system.init(jax.random.PRNGKey(0))
+    keys = list(jax.random.split(jax.random.PRNGKey(1), 3))
+    for t in (0, 5, 300):
+        _, feed, _ = tr.system.collect(st, None, jnp.int32(t), keys)
+        assert int(feed.written) == t + 1

@@ -16,7 +16,7 @@ import pytest
 from helpers import TINY_DISTILL, chunk, one_line_error, same_tree, tiny_distill, tiny_teacher
 
 from distillq import config
-from distillq.core import envs, loop, multitask, networks, student
+from distillq.core import envs, loop, multitask, networks, rollout, student
 
 EXE = [sys.executable, "-m", "distillq"]
 
@@ -63,6 +63,9 @@ def test_mean_retention_by_hand():
     # (260 - 20) / 480 = 0.5; (-290 + 500) / 420 = 0.5; a teacher worse than random: 0
     np.testing.assert_allclose(per, [0.5, 0.5, 0.0], rtol=1e-6)
     np.testing.assert_allclose(mean, 1.0 / 3.0, rtol=1e-6)
+    # a gap below 1 (MinAtar-like returns): (0.75 - 0.5) / 0.5
+    _, small = multitask.mean_retention(jnp.asarray([[1.0, 0.5]]), jnp.asarray([0.75]))
+    np.testing.assert_allclose(small, [0.5], rtol=1e-6)
 
 
 def _random_teachers(env_list):
@@ -136,6 +139,60 @@ def test_no_update_before_learning_starts(two_envs):
     assert float(m2.figures["loss"]) > 0.0
     assert not np.array_equal(s2.learner.params["student"]["params"]["q_0"]["kernel"],
                               s1.learner.params["student"]["params"]["q_0"]["kernel"])
+
+
+def test_collection_feeds_every_row_written_and_counts_agreement(two_envs):
+    """The updates of iteration t read the t + 1 rows written in every env's buffer; each
+    env's agreement is the share of its states where the student's and the teacher's greedy
+    actions are equal (computed here from both networks)."""
+    specs, t_params = _random_teachers(two_envs)
+    cfg = tiny_distill(multitask=True, collect="teacher", num_envs=64, network="8")
+    md = multitask.make(cfg, two_envs, specs)
+    ctx = _ctx(t_params)
+    st = md.system.init(jax.random.PRNGKey(0), ctx)
+    keys = list(jax.random.split(jax.random.PRNGKey(1), 2))
+    for t in (0, 7):
+        _, feed, agree = md.system.collect(st, ctx, jnp.int32(t), keys)
+        assert int(feed.written) == t + 1 and agree.shape == (2,)
+    fresh = jax.tree.map(lambda x: 10.0 * x, networks.init(     # a student that disagrees
+        networks.build(md.net_spec), jax.random.PRNGKey(9), networks.input_shape(md.net_spec)))
+    varied = tuple(3.0 * jax.random.normal(jax.random.PRNGKey(10 + e), o.shape)   # states
+                   for e, o in enumerate(st.actor.obs))                      # far apart
+    st = st._replace(learner=st.learner._replace(params={**st.learner.params,
+                                                         "student": fresh}),
+                     actor=st.actor._replace(obs=varied))
+    for e in range(2):
+        obs = st.actor.obs[e]
+        t_act = jnp.argmax(networks.ensemble_apply(networks.build(specs[e]).apply)(
+            t_params[e], obs), -1)
+        s_act = jnp.argmax(md.heads[e](st.learner.params["student"], obs), -1)
+        want = float(np.mean(np.asarray(t_act) == np.asarray(s_act)))
+        assert 0.0 < want < 1.0                  # both kinds of state are present
+        got = md.behaviour(e, st, t_params, jnp.int32(0), jax.random.PRNGKey(2))[1]
+        assert float(got) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("episodes", [0, 1])
+def test_the_in_training_score_follows_eval_episodes(two_envs, episodes):
+    """eval_episodes 0: never scored, the last params kept; 1: scored on one episode per env,
+    against the teacher's and random policy's returns over that same one episode."""
+    specs, t_params = _random_teachers(two_envs)
+    cfg = tiny_distill(multitask=True, eval_episodes=episodes, chunk_steps=32,
+                       learning_starts=64, total_steps=512)
+    md = multitask.make(cfg, two_envs, specs)
+    ctx = _ctx(t_params)
+    st0 = md.system.init(jax.random.PRNGKey(0), ctx)
+    st, m = chunk(md.system)(st0, ctx, jnp.int32(0))
+    if episodes == 0:
+        assert md.system.score is None and np.isnan(float(m.score))
+        assert same_tree(st.best_params, st.learner.params["student"])
+        return
+    assert np.isfinite(float(m.score))
+    k_ref = jax.random.split(jax.random.PRNGKey(0), 4)[3]
+    for e, env in enumerate(two_envs):
+        t_apply = networks.ensemble_apply(networks.build(specs[e]).apply)
+        one = rollout.make_rollout(env, t_apply, 1)(t_params[e], jax.random.fold_in(k_ref, e))
+        assert float(st0.aux[e, 0]) == float(one["returns"].mean())
 
 
 def test_each_env_is_answered_by_its_own_head(two_envs):

@@ -95,6 +95,62 @@ def test_collected_actions_reach_the_buffer(mode):
     assert float(m.figures["agreement"]) == 0.0
 
 
+@pytest.mark.parametrize("collect", ["teacher", "dataset"])
+def test_the_updates_of_iteration_t_read_every_row_written_so_far(collect):
+    """Online: the t + 1 rows written, this iteration's included; a dataset stops growing
+    at dataset_iterations rows."""
+    env = probes.make("one_step")
+    run, spec = _linear_teacher_run(env, [[0.0, 1.0]])
+    cfg, d = _distiller(env, spec, collect=collect, num_envs=8, batch_size=8)
+    ctx = teaching(run, cfg)
+    st = d.system.init(jax.random.PRNGKey(0), ctx)
+    keys = list(jax.random.split(jax.random.PRNGKey(1), 2))
+    for t in (0, 3, cfg.dataset_iterations + 5):
+        _, feed, _ = d.system.collect(st, ctx, jnp.int32(t), keys)
+        want = min(t + 1, cfg.dataset_iterations) if collect == "dataset" else t + 1
+        assert int(feed.written) == want
+
+
+@pytest.mark.parametrize("teacher_a,student_a", [(1, 0), (0, 1), (1, 1)])
+def test_agreement_counts_only_equal_greedy_actions(teacher_a, student_a):
+    env = probes.make("one_step")
+    biases = [[0.0, 1.0]] if teacher_a == 1 else [[1.0, 0.0]]
+    run, spec = _linear_teacher_run(env, biases)
+    cfg, d = _distiller(env, spec, collect="teacher", learning_starts=128, chunk_steps=8)
+    ctx = teaching(run, cfg)
+    st = _student_acts(d.system.init(jax.random.PRNGKey(0), ctx), student_a)
+    _, m = chunk(d.system)(st, ctx, jnp.int32(0))
+    assert float(m.figures["agreement"]) == float(teacher_a == student_a)
+
+
+def test_an_update_fits_the_first_step_of_each_sampled_window(teacher_run, cartpole):
+    """With a td term the buffer is sampled in windows of td_n_step transitions: the
+    imitation terms and the td term's Q(s, a) are the window's first step (its targets look
+    ahead), as the objective on that batch computes them."""
+    run = store.load_run(teacher_run[0])
+    cfg = tiny_distill(loss=("td", "mse"), td_n_step=3, chunk_steps=16)
+    d = distill.make(cfg, cartpole, run.meta["network"])
+    ctx = teaching(run, cfg)
+    st, _ = chunk(d.system)(d.system.init(jax.random.PRNGKey(0), ctx), ctx, jnp.int32(0))
+    s_net = networks.build(d.net_spec)
+    obj = student.make_objective(cfg, s_net.apply, networks.build(run.meta["network"]).apply)
+    key, written = jax.random.PRNGKey(5), jnp.int32(16)
+    train, buffer = st.learner.params, st.actor.buffer
+    _, _, _, parts = d.update(train, st.learner.opt_state, ctx.teacher_params, ctx.hyper,
+                              buffer, written, key, st.learner.target, 0.5)
+    row, env_i = replay.sample_indices(key, written, *replay.capacity(buffer),
+                                       cfg.batch_size, 3)
+    window = d.layout.unpack(replay.gather(buffer, row, env_i))
+    first = jax.tree.map(lambda x: x[:, 0], window)
+    _, want = obj.loss(train, ctx.teacher_params, first, ctx.hyper, st.learner.target, 0.5,
+                       window)
+    np.testing.assert_allclose(np.asarray(parts), np.asarray(want), rtol=1e-6)
+    last = jax.tree.map(lambda x: x[:, -1], window)
+    _, other = obj.loss(train, ctx.teacher_params, last, ctx.hyper, st.learner.target, 0.5,
+                        window)
+    assert not np.allclose(np.asarray(parts), np.asarray(other))
+
+
 def test_dataset_buffer_is_fixed_after_collection(teacher_run, cartpole):
     run = store.load_run(teacher_run[0])
     cfg = tiny_distill(collect="dataset", dataset_steps=128, chunk_steps=32, total_steps=512)
