@@ -169,11 +169,12 @@ class TermInputs(NamedTuple):
 
 
 class TermOptions(NamedTuple):
-    """Static options a term binds when the objective is built (from the DistillConfig)."""
+    """Static options a term binds when the objective is built (student.term_options: from
+    the DistillConfig, whose fields hold their defaults)."""
 
-    kl_mode: str = "hinton"       # hinton | rusu
-    rkd_angle_batch: int = 32
-    td_huber_delta: float = 1.0
+    kl_mode: str                  # hinton | rusu
+    rkd_angle_batch: int
+    td_huber_delta: float
 
 
 Term = Callable[[TermInputs, Any], jax.Array]

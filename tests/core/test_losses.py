@@ -189,7 +189,7 @@ def test_the_kl_term_binds_its_mode_when_built(mode):
     s = jnp.array([[1.0, 0.0], [0.2, 0.3]])
     t = jnp.array([[[0.0, 2.0], [1.0, 1.5]]])
     x = losses.TermInputs(jnp.zeros(2, jnp.int32), s, t, None, None, jnp.float32(0.5))
-    term = losses.term_kl(losses.TermOptions(kl_mode=mode))
+    term = losses.term_kl(losses.TermOptions(mode, 32, 1.0))
     want = (losses.kl if mode == "hinton" else losses.kl_rusu)(s, t, 0.5)
     assert float(term(x, None)) == float(want)
     other = (losses.kl_rusu if mode == "hinton" else losses.kl)(s, t, 0.5)
@@ -201,10 +201,10 @@ def test_the_td_and_angle_terms_bind_their_options():
     x = losses.TermInputs(jnp.array([1, 1]), s, s[None], None, None, jnp.float32(1.0),
                           td_target=jnp.array([0.0, 0.0]))
     # q(a=1) = 0 and 3 against 0: Huber with delta 1 -> 0 and 2.5; with delta 5 -> 0 and 4.5
-    assert float(losses.term_td(losses.TermOptions(td_huber_delta=1.0))(x, None)) == 1.25
-    assert float(losses.term_td(losses.TermOptions(td_huber_delta=5.0))(x, None)) == 2.25
+    assert float(losses.term_td(losses.TermOptions("hinton", 32, 1.0))(x, None)) == 1.25
+    assert float(losses.term_td(losses.TermOptions("hinton", 32, 5.0))(x, None)) == 2.25
     h = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
     th = jax.random.normal(jax.random.PRNGKey(1), (1, 8, 3))
     xh = losses.TermInputs(jnp.zeros(8, jnp.int32), h, h[None], h, th, jnp.float32(1.0))
-    assert float(losses.term_rkd_angle(losses.TermOptions(rkd_angle_batch=4))(xh, None)) == \
+    assert float(losses.term_rkd_angle(losses.TermOptions("hinton", 4, 1.0))(xh, None)) == \
         float(losses.rkd_angle_one(h[:4], th[0, :4]))
