@@ -65,3 +65,30 @@ def test_fidelity_counts_only_equal_actions(cartpole):
         assert np.all(np.asarray(out["lengths"]) > 0)
         want = np.asarray(out["lengths"]) if same else np.zeros(4)
         np.testing.assert_array_equal(np.asarray(out["agree"]), want)
+
+
+def test_shift_noise_reaches_what_a_network_sees_once(cartpole):
+    """Under an observation-noise shift the acting network and the one asked for agreement see
+    the same noisy observation: the same network agrees with itself at every step."""
+    net = networks.build(networks.spec("16", "relu", cartpole.obs_shape, cartpole.num_actions))
+    p = networks.init(net, jax.random.PRNGKey(1), cartpole.obs_shape)
+    fn = rollout.make_rollout(cartpole, net.apply, 8, other_apply=net.apply, shifted=True)
+    out = fn(p, jax.random.PRNGKey(0), p, 0, None, jnp.float32(0.5))
+    np.testing.assert_array_equal(np.asarray(out["agree"]), np.asarray(out["lengths"]))
+    calm = fn(p, jax.random.PRNGKey(0), p, 0, None, jnp.float32(0.0))
+    assert not np.array_equal(np.asarray(out["lengths"]), np.asarray(calm["lengths"]))
+
+
+def test_a_view_student_sees_the_shift_noise(cartpole):
+    """A privileged student's view (one dimension dropped, two frames) under a noise shift:
+    one result per episode, and the noise changes what it does."""
+    from distillq.core import views
+
+    view = views.parse("drop=1", 2, cartpole.obs_shape)
+    net = networks.build(networks.spec("16", "relu", (view.dim,), cartpole.num_actions))
+    p = networks.init(net, jax.random.PRNGKey(1), (view.dim,))
+    fn = rollout.make_rollout(cartpole, net.apply, 8, shifted=True, view=view)
+    noisy = fn(p, jax.random.PRNGKey(0), None, 0, None, jnp.float32(0.5))
+    calm = fn(p, jax.random.PRNGKey(0), None, 0, None, jnp.float32(0.0))
+    assert noisy["lengths"].shape == (8,)
+    assert not np.array_equal(np.asarray(noisy["lengths"]), np.asarray(calm["lengths"]))
