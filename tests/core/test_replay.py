@@ -85,4 +85,7 @@ def test_sample_reaches_every_written_row_and_env_in_both_layouts():
         starts = np.asarray(w.reward)[:, 0]
         assert set(starts.tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0}    # 8 has no successor yet
         np.testing.assert_array_equal(np.diff(np.asarray(w.reward), axis=1), 1.0)
-        assert set(np.asarray(w.action)[:, 0].tolist()) == {0, 1, 2}   # every env drawn
+        envs_drawn = np.asarray(w.action)[:, 0]
+        assert set(envs_drawn.tolist()) == {0, 1, 2}                     # every env drawn,
+        np.testing.assert_allclose(np.bincount(envs_drawn) / 600, 1 / 3, atol=0.07)  # alike
+        assert replay.capacity(data) == (rows, envs)
