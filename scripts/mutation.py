@@ -294,7 +294,7 @@ def write_survivors(out: Path, modules: list[str]) -> None:
                           "line": job["mutations"][0]["start_pos"][0], "outcome": "survived",
                           "diff": res.get("diff")} for job, res in outcomes(dump)
                          if (res or {}).get("test_outcome") == "survived"]
-        left = [r for r in rechecked if r["outcome"] != "killed"]
+        left = [r for r in rechecked if r["outcome"] not in ("killed", "gone")]
         lines.append(f"## {module}: {summarise(dump)}; {len(left)} survivors")
         lines.append("")
         for r in left:
