@@ -172,10 +172,14 @@ def train_teacher(
     steps: Annotated[str | None, typer.Option(
         metavar="N", help="max env steps per seed (total_steps)"
         + _d("teacher", "total_steps"))] = None,
+    algo: Annotated[str | None, typer.Option(
+        metavar="dqn|pqn", help="teacher algorithm: dqn (replay, target network) or pqn "
+        "(parallel Q-learning: rollouts, lambda-returns, no replay)"
+        + _d("teacher", "algo"))] = None,
     hidden: Annotated[str | None, typer.Option(
         "--hidden", "--network", metavar="NET",
-        help="teacher network: 128,64 (MLP sizes), linear, cnn or cnn:C,H"
-        + _d("teacher", "network"))] = None,
+        help="teacher network: 128,64 (MLP sizes), linear, cnn or cnn:C,H; +ln adds "
+        "LayerNorm (64,64+ln)" + _d("teacher", "network"))] = None,
     num_envs: Annotated[str | None, typer.Option(
         metavar="N", help="envs per seed" + _d("teacher", "num_envs"))] = None,
     lr: Annotated[str | None, typer.Option(
@@ -189,16 +193,18 @@ def train_teacher(
     num_processes: NProcOpt = None,
     process_id: PidOpt = None,
 ) -> None:
-    """Train a DQN teacher on a gymnax env, all seeds in one jitted call. Defaults come from
-    configs/teacher.toml, then the env's configs/envs/<env>.toml, then --config, then flags."""
+    """Train a teacher (DQN or PQN) on a gymnax env, all seeds in one jitted call. Defaults
+    come from configs/teacher.toml, then the env's configs/envs/<env>.toml, then --config,
+    then flags."""
     from distillq import config
     from distillq.runs import store
 
     _only_resume(resume, config=config_path, seeds=seeds, seed=seed, env=env, steps=steps,
-                 hidden=hidden, num_envs=num_envs, lr=lr, set=sets, out=out, force=force)
+                 algo=algo, hidden=hidden, num_envs=num_envs, lr=lr, set=sets, out=out,
+                 force=force)
     if resume is not None:
         return _resume("train", resume, quiet)
-    over = _overrides(sets, seeds=seeds, seed=seed, env=env, total_steps=steps,
+    over = _overrides(sets, seeds=seeds, seed=seed, env=env, total_steps=steps, algo=algo,
                       network=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
     store.check_writable_parent(out)

@@ -65,19 +65,33 @@ class Loop:
                                 "(0 = only on SIGINT/SIGTERM)", min=0.0)
 
     @property
+    def vector_steps(self) -> int:
+        """Vectorised env steps per iteration of the loop (a PQN teacher: a whole rollout)."""
+        return 1
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Env steps per seed in one iteration (num_envs x vector_steps)."""
+        return self.num_envs * self.vector_steps
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return self.updates_per_step
+
+    @property
     def total_iterations(self) -> int:
-        """Vectorised environment steps per seed (each is num_envs env steps)."""
-        return max(1, math.ceil(self.total_steps / self.num_envs))
+        """Iterations per seed (each takes steps_per_iteration env steps)."""
+        return max(1, math.ceil(self.total_steps / self.steps_per_iteration))
 
     @property
     def warmup_iterations(self) -> int:
-        return math.ceil(self.learning_starts / self.num_envs)
+        return math.ceil(self.learning_starts / self.steps_per_iteration)
 
     @property
     def chunk_iterations(self) -> int:
-        """Iterations per jitted chunk: chunk_steps, never more than the whole budget (the
-        iterations of a last, partial chunk beyond the budget do nothing)."""
-        return min(self.chunk_steps, self.total_iterations)
+        """Iterations per jitted chunk: chunk_steps vectorised env steps, never more than the
+        whole budget (the iterations of a last, partial chunk beyond it do nothing)."""
+        return min(max(1, self.chunk_steps // self.vector_steps), self.total_iterations)
 
     @property
     def buffer_rows(self) -> int:
@@ -86,7 +100,8 @@ class Loop:
 
     @property
     def total_updates(self) -> int:
-        return max(1, (self.total_iterations - self.warmup_iterations) * self.updates_per_step)
+        return max(1, (self.total_iterations - self.warmup_iterations)
+                   * self.updates_per_iteration)
 
     def env_iterations(self, t: int) -> int:
         """Vectorised env steps taken in the first t iterations."""
@@ -120,10 +135,12 @@ def ordered_fields(cls_or_cfg: Any) -> list:
 
 @dataclass(frozen=True)
 class TeacherConfig(Loop):
-    """DQN teacher on a gymnax environment."""
+    """Teacher (DQN or PQN) on a gymnax environment."""
 
     env: str = _f("CartPole-v1", "gymnax environment id")
     seeds: int = _f(4, "number of independent seeds trained in one vmapped call", min=1)
+    algo: str = _f("dqn", "teacher algorithm: " + "; ".join(
+        f"{a.name} ({a.doc})" for a in registry.ALGOS.values()), choices=tuple(registry.ALGOS))
     gamma: float = _f(0.99, "discount factor", min=0.0, max=1.0)
     n_step: int = _f(4, "n-step returns (1 = plain one-step TD)", min=1)
     double_dqn: bool = _f(True, "Double DQN target (online argmax, target evaluation)")
@@ -137,11 +154,40 @@ class TeacherConfig(Loop):
     stop_return: float | None = _f(None, "stop early once every seed's in-training evaluation "
                                    "reaches this mean return (none = never; set per env in "
                                    "configs/envs/)")
+    pqn_steps: int = _f(32, "pqn: vectorised env steps per rollout (one iteration)", min=1)
+    pqn_epochs: int = _f(2, "pqn: passes over each rollout", min=1)
+    pqn_minibatches: int = _f(32, "pqn: minibatches per pass (num_envs x pqn_steps must split "
+                              "evenly)", min=1)
+    pqn_lambda: float = _f(0.65, "pqn: lambda of the lambda-returns (0 = one-step, 1 = Monte "
+                           "Carlo)", min=0.0, max=1.0)
+
+    @property
+    def vector_steps(self) -> int:
+        return self.pqn_steps if self.algo == "pqn" else 1
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return self.pqn_epochs * self.pqn_minibatches if self.algo == "pqn" else \
+            self.updates_per_step
+
+    @property
+    def stored_rows(self) -> int:
+        """Rows of num_envs transitions a seed keeps: the replay (dqn) or one rollout (pqn)."""
+        return self.pqn_steps if self.algo == "pqn" else self.buffer_rows
 
     def check(self) -> None:
         _check_fields(self)
         if registry.env_error(self.env):
             raise ConfigError(f"env: {registry.env_error(self.env)}")
+        if self.warmup_iterations >= self.total_iterations:
+            raise ConfigError(f"learning_starts ({self.learning_starts}) must be below total_steps "
+                              f"({self.total_steps})")
+        if self.algo == "pqn":
+            rollout = self.num_envs * self.pqn_steps
+            if rollout % self.pqn_minibatches:
+                raise ConfigError(f"pqn: num_envs x pqn_steps ({rollout}) must split into "
+                                  f"pqn_minibatches ({self.pqn_minibatches}) evenly")
+            return
         if self.n_step >= self.buffer_rows:
             raise ConfigError(f"n_step ({self.n_step}) must be smaller than buffer_size/num_envs "
                               f"({self.buffer_rows})")
@@ -152,9 +198,6 @@ class TeacherConfig(Loop):
             raise ConfigError(f"learning_starts ({self.learning_starts}) must cover at least "
                               f"n_step ({self.n_step}) vectorised steps of num_envs "
                               f"({self.num_envs})")
-        if self.warmup_iterations >= self.total_iterations:
-            raise ConfigError(f"learning_starts ({self.learning_starts}) must be below total_steps "
-                              f"({self.total_steps})")
 
 
 def _td(teacher_key: str, default: Any) -> Any:
@@ -519,12 +562,20 @@ def env_target(env: str) -> float | None:
     return None if t is None or t == "none" else float(t)
 
 
+def algo_path(algo: str) -> Path | None:
+    """configs/algos/<algo>.toml: a teacher algorithm's own defaults (over configs/teacher.toml)."""
+    p = CONFIG_DIR / "algos" / f"{algo}.toml"
+    return p if p.is_file() else None
+
+
 def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
          *, env: str | None = None) -> Any:
-    """Config of `kind`, each layer over the one before: the defaults (configs/<kind>.toml),
-    the env's own defaults (configs/envs/<env>.toml, table [<kind>]), the user's file
-    `path`, then `overrides` (--set and flags). The env is `env` (distill: the teacher's),
-    else the one the overrides, the user's file or the defaults name."""
+    """Config of `kind`, each layer over the one before: the defaults (configs/<kind>.toml);
+    a teacher's algorithm's defaults (configs/algos/<algo>.toml); the env's own defaults
+    (configs/envs/<env>.toml, table [<kind>], then a teacher's [teacher.<algo>]); the user's
+    file `path`; then `overrides` (--set and flags). The env is `env` (distill: the
+    teacher's), else the one the overrides, the user's file or the defaults name; the
+    algorithm likewise, the env's file included."""
     cls = CONFIGS[kind]
     over = {k: v for k, v in (overrides or {}).items() if v is not None}
     base = default_path(kind)
@@ -535,10 +586,21 @@ def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | 
     if env is None and "env" in {f.name for f in dataclasses.fields(cls)}:
         env = str(over.get("env") or (user or {}).get("env")
                   or (layers[0][0] if layers else {}).get("env") or cls.env)
-    if env is not None:
-        env_values = read_env_file(env).get(kind, {})
-        if env_values:
-            layers.append((env_values, str(env_file(env))))
+    table = read_env_file(env).get(kind, {}) if env is not None else {}
+    env_values = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    if kind == "teacher":
+        algo = str(over.get("algo") or (user or {}).get("algo") or env_values.get("algo")
+                   or (layers[0][0] if layers else {}).get("algo") or cls.algo)
+        ap = algo_path(algo)
+        if ap is not None:      # validated as that algorithm's
+            layers.append(({**read_toml(ap), "algo": algo}, str(ap)))
+        for name, sub in table.items():
+            if isinstance(sub, dict) and name not in registry.ALGOS:
+                raise ConfigError(f"unknown table [teacher.{name}] in {env_file(env)}; "
+                                  f"valid: {', '.join(f'teacher.{a}' for a in registry.ALGOS)}")
+        env_values = {**env_values, **table.get(algo, {})}
+    if env_values:
+        layers.append((env_values, str(env_file(env))))
     if user is not None:
         layers.append((user, str(path)))
     values: dict[str, Any] = {}

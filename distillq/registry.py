@@ -34,6 +34,7 @@ class NetworkType:
     layers: Callable[[dict], int]        # spec -> number of hidden activations it exposes
     image: bool = False                  # needs (height, width, channels) observations
     named: bool = True                   # users name it (--hidden/--student); else built
+    norm: bool = False                   # takes "+ln": LayerNorm before each activation
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -73,14 +74,14 @@ def _parse_cnn(opts: str | None) -> dict:
 NETWORKS: dict[str, NetworkType] = {n.name: n for n in (
     NetworkType("mlp", "W,W,...  or  mlp:W,W,...",
                 "fully connected: flattened observation -> hidden layers -> Q",
-                _parse_mlp, "distillq.core.networks:MLP", lambda s: len(s["hidden"])),
+                _parse_mlp, "distillq.core.networks:MLP", lambda s: len(s["hidden"]), norm=True),
     NetworkType("linear", "linear", "no hidden layer: flattened observation -> Q "
                 "(|obs|·|A| + |A| parameters)", _parse_linear, "distillq.core.networks:Linear",
                 lambda s: 0),
     NetworkType("cnn", "cnn  or  cnn:C,H,...",
                 "MinAtar network (Young & Tian 2019): 3x3 conv with C channels (16), ReLU, "
                 "flatten, dense layers H,... (128), Q", _parse_cnn, "distillq.core.networks:CNN",
-                lambda s: 1 + len(s["dense"]), image=True),
+                lambda s: 1 + len(s["dense"]), image=True, norm=True),
     NetworkType("multitask", "distill --multitask", "one student for several envs: each env's "
                 "flattened, scaled observation zero-padded and followed by a one-hot env id, a "
                 "shared MLP trunk (--student sizes), one Q-head per env", _parse_none,
@@ -88,12 +89,20 @@ NETWORKS: dict[str, NetworkType] = {n.name: n for n in (
 )}
 
 
+NORM_SUFFIX = "+ln"
+
+
 def parse_network(text: str) -> dict:
-    """'128,64' / 'mlp:128,64' / 'linear' / 'cnn' / 'cnn:16,128' -> {"type": ..., options}.
+    """'128,64' / 'mlp:128,64' / 'linear' / 'cnn' / 'cnn:16,128' -> {"type": ..., options};
+    a "+ln" suffix ('64,64+ln', 'cnn+ln') adds LayerNorm before each hidden activation
+    ({"layer_norm": true}; PQN's networks).
 
     Raises ValueError with a one-line reason.
     """
     text = text.strip()
+    norm = text.endswith(NORM_SUFFIX)
+    if norm:
+        text = text[:-len(NORM_SUFFIX)].strip()
     name, sep, opts = text.partition(":")
     named = [n for n, t in NETWORKS.items() if t.named]
     if not sep and name not in named:          # a bare size list is an MLP
@@ -101,7 +110,12 @@ def parse_network(text: str) -> dict:
     if name not in named:
         raise ValueError(f"unknown network type {name!r}; valid: {', '.join(named)} "
                          "(or MLP sizes such as 64,32)")
-    return {"type": name, **NETWORKS[name].parse(opts.strip() or None)}
+    spec = {"type": name, **NETWORKS[name].parse(opts.strip() or None)}
+    if norm:
+        if not NETWORKS[name].norm:
+            raise ValueError(f"{name} has no hidden layer to normalise ({NORM_SUFFIX})")
+        spec["layer_norm"] = True
+    return spec
 
 
 def hidden_layers(spec: dict) -> int:
@@ -112,10 +126,11 @@ def hidden_layers(spec: dict) -> int:
 def network_text(spec: dict) -> str:
     """The short name of a network spec, in the --hidden/--student grammar."""
     kind = spec.get("type", "mlp")
+    suffix = NORM_SUFFIX if spec.get("layer_norm") else ""
     if kind == "mlp":
-        return ",".join(map(str, spec["hidden"]))
+        return ",".join(map(str, spec["hidden"])) + suffix
     if kind == "cnn":
-        return "cnn:" + ",".join(map(str, [spec["channels"], *spec["dense"]]))
+        return "cnn:" + ",".join(map(str, [spec["channels"], *spec["dense"]])) + suffix
     if kind == "multitask":
         return "multitask:" + ",".join(map(str, spec["hidden"]))
     return kind
@@ -163,6 +178,26 @@ LOSSES: dict[str, LossType] = {t.name: t for t in (
 
 def losses_of_kind(*kinds: str) -> tuple[str, ...]:
     return tuple(n for n, t in LOSSES.items() if t.kind in kinds)
+
+
+# --------------------------------------------------------------------------- algorithms
+
+
+@dataclass(frozen=True)
+class AlgoType:
+    name: str
+    doc: str
+    impl: str       # make(cfg: TeacherConfig, env) -> an object with .system, .net_spec, .layout
+
+
+# Teacher algorithms (`train-teacher --algo`); each is one System module of the core.
+ALGOS: dict[str, AlgoType] = {a.name: a for a in (
+    AlgoType("dqn", "n-step Double DQN: a replay buffer, a target network, epsilon-greedy",
+             "distillq.core.dqn:make"),
+    AlgoType("pqn", "parallel Q-learning (Gallici et al. 2024): no replay, no target network; "
+             "rollouts of many envs, lambda-returns, epochs of minibatches, LayerNorm",
+             "distillq.core.pqn:make"),
+)}
 
 
 # --------------------------------------------------------------------------- environments

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from distillq.config import TeacherConfig
-from distillq.core import envs, loop, networks, replay, rollout, td
+from distillq.core import envs, explore, loop, networks, replay, rollout, td
 
 
 class Actor(NamedTuple):
@@ -54,11 +54,7 @@ class DQN(NamedTuple):
     updates_only: Any   # (n) -> fn(state, t_written) -> (state, mean loss): n TD updates alone
 
 
-def epsilon(cfg: TeacherConfig, t: jax.Array) -> jax.Array:
-    """Linear epsilon schedule over the first eps_fraction of training (t in iterations)."""
-    span = max(1.0, cfg.eps_fraction * cfg.total_iterations)
-    frac = jnp.clip(t / span, 0.0, 1.0)
-    return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
+epsilon = explore.epsilon
 
 
 def options(cfg: TeacherConfig) -> td.TD:
@@ -106,10 +102,8 @@ def make(cfg: TeacherConfig, env: envs.Env) -> DQN:
     def collect(state: loop.LoopState, _ctx, t: jax.Array, keys):
         k_eps, k_rand, k_env = keys
         a = state.actor
-        explore = jax.random.uniform(k_eps, (E,)) < epsilon(cfg, t)
-        random_a = jax.random.randint(k_rand, (E,), 0, env.num_actions)
-        action = jnp.where(explore, random_a,
-                           jnp.argmax(apply(state.learner.params, a.obs), -1))
+        action = explore.epsilon_greedy(k_eps, k_rand, apply(state.learner.params, a.obs),
+                                        epsilon(cfg, t))
         st = envs.step(env, jax.random.split(k_env, E), a.env_state, action)
         buffer = replay.write(a.buffer, layout.pack(replay.Transition(
             a.obs, action, st.reward, st.terminated, st.done, st.next_obs)), t)

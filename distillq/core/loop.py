@@ -76,7 +76,7 @@ class Schedule(NamedTuple):
     @classmethod
     def of(cls, cfg: Any) -> Schedule:
         return cls(cfg.total_iterations, cfg.warmup_iterations, cfg.chunk_iterations,
-                   cfg.updates_per_step)
+                   cfg.updates_per_iteration)
 
 
 class System(NamedTuple):

@@ -35,12 +35,17 @@ def _flatten(x: jax.Array, obs_ndim: int) -> jax.Array:
     return x.reshape(*x.shape[:x.ndim - obs_ndim], -1)
 
 
-def _trunk(x: jax.Array, widths: tuple[int, ...], act) -> tuple[jax.Array, list]:
-    """Dense layers `hidden_i` with the activation, called inside a module's compact
-    __call__: the last activation and every one (what feature losses compare)."""
+def _trunk(x: jax.Array, widths: tuple[int, ...], act, norm: bool = False
+           ) -> tuple[jax.Array, list]:
+    """Dense layers `hidden_i` with the activation (and, with `norm`, a LayerNorm `norm_i`
+    before it), called inside a module's compact __call__: the last activation and every
+    one (what feature losses compare)."""
     hiddens = []
     for i, width in enumerate(widths):
-        x = act(nn.Dense(width, name=f"hidden_{i}")(x))
+        x = nn.Dense(width, name=f"hidden_{i}")(x)
+        if norm:
+            x = nn.LayerNorm(name=f"norm_{i}")(x)
+        x = act(x)
         hiddens.append(x)
     return x, hiddens
 
@@ -50,16 +55,17 @@ class MLP(nn.Module):
     num_actions: int
     activation: str = "relu"
     obs_ndim: int = 1
+    layer_norm: bool = False
 
     @classmethod
     def from_spec(cls, spec: dict) -> MLP:
         return cls(tuple(spec["hidden"]), int(spec["num_actions"]), spec["activation"],
-                   len(obs_shape(spec)))
+                   len(obs_shape(spec)), bool(spec.get("layer_norm", False)))
 
     @nn.compact
     def __call__(self, x: jax.Array, return_hidden: bool = False):
         x, hiddens = _trunk(_flatten(x, self.obs_ndim), self.hidden,
-                            ACTIVATIONS[self.activation])
+                            ACTIVATIONS[self.activation], self.layer_norm)
         q = nn.Dense(self.num_actions, name="q")(x)
         return (q, tuple(hiddens)) if return_hidden else q
 
@@ -110,19 +116,24 @@ class CNN(nn.Module):
     dense: tuple[int, ...]
     num_actions: int
     activation: str = "relu"
+    layer_norm: bool = False
 
     @classmethod
     def from_spec(cls, spec: dict) -> CNN:
         return cls(int(spec["channels"]), int(spec["kernel"]), tuple(spec["dense"]),
-                   int(spec["num_actions"]), spec["activation"])
+                   int(spec["num_actions"]), spec["activation"],
+                   bool(spec.get("layer_norm", False)))
 
     @nn.compact
     def __call__(self, x: jax.Array, return_hidden: bool = False):
         act = ACTIVATIONS[self.activation]
         batch = x.shape[:-3]
-        x = act(Conv(self.channels, self.kernel, name="conv")(x))
+        x = Conv(self.channels, self.kernel, name="conv")(x)
+        if self.layer_norm:     # over each position's channels
+            x = nn.LayerNorm(name="conv_norm")(x)
+        x = act(x)
         conv = x.reshape(*batch, -1)
-        x, hiddens = _trunk(conv, self.dense, act)
+        x, hiddens = _trunk(conv, self.dense, act, self.layer_norm)
         hiddens = [conv, *hiddens]
         q = nn.Dense(self.num_actions, name="q")(x)
         return (q, tuple(hiddens)) if return_hidden else q

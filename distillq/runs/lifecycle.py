@@ -241,12 +241,12 @@ class Fitted(NamedTuple):
     stopped_early: bool
 
 
-def seed_rows(c: int, t: int, num_envs: int, seeds: list[int], figures: dict,
+def seed_rows(c: int, t: int, steps_per_iteration: int, seeds: list[int], figures: dict,
               sps: float) -> list[dict]:
     """metrics.jsonl rows: one per member for chunk c (non-finite figures as null)."""
     rows = []
     for i, s in enumerate(seeds):
-        row = {"chunk": c, "seed": s, "env_steps": t * num_envs}
+        row = {"chunk": c, "seed": s, "env_steps": t * steps_per_iteration}
         for k, v in figures.items():
             x = float(v[i])
             row[k] = x if math.isfinite(x) else None
@@ -271,6 +271,7 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
     from distillq.core import loop
 
     cfg, sch = plan.cfg, plan.system.schedule
+    per = cfg.steps_per_iteration
     multi = parallel.process_count() > 1
     t_start = time.perf_counter()
 
@@ -291,8 +292,8 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
     t_train = t_saved = time.perf_counter()
     try:
         with signals.deferred(StopFlag()) as flag, bar:
-            task = bar.add_task(plan.kind, total=total * cfg.num_envs,
-                                completed=start.t0 * cfg.num_envs, sps="", ret="")
+            task = bar.add_task(plan.kind, total=total * per,
+                                completed=start.t0 * per, sps="", ret="")
             for c in range(start.chunk0, start.chunk0 + n_chunks):
                 t_chunk = time.perf_counter()
                 state, m = compiled(state, ctx, jnp.int32(t))
@@ -301,16 +302,16 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
                 ran = min(steps, total - t)      # a last chunk may be partial
                 t += ran
                 done = c + 1
-                sps = ran * cfg.num_envs * len(plan.seeds) / max(dt, 1e-9)
-                files.append_metrics(seed_rows(c, t, cfg.num_envs, plan.seeds, m.figures, sps))
+                sps = ran * per * len(plan.seeds) / max(dt, 1e-9)
+                files.append_metrics(seed_rows(c, t, per, plan.seeds, m.figures, sps))
                 shown = (f"retention {fmt_values(100 * np.asarray(m.score))}%"
                          if name == "retention" else f"return {fmt_values(m.score)}")
-                bar.update(task, completed=min(t, total) * cfg.num_envs,
+                bar.update(task, completed=min(t, total) * per,
                            sps=f"{sps:,.0f} steps/s", ret=shown)
                 if not bool(np.all(m.finite)):
                     bad = [s for s, ok in zip(plan.seeds, m.finite, strict=False) if not ok]
                     raise DivergedError(f"loss or params became NaN/Inf by env step "
-                                        f"{t * cfg.num_envs:,} (seeds {bad})")
+                                        f"{t * per:,} (seeds {bad})")
                 due = cfg.checkpoint_secs > 0 and time.perf_counter() - t_saved >= \
                     cfg.checkpoint_secs
                 signalled, due = (parallel.any_process((bool(flag), due)) if multi
@@ -329,12 +330,12 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
     except DivergedError as e:
         step = store.state_step(files.dir) if files.main else None
         msg = (f"{e}; the last good full-state checkpoint (env step "
-               f"{step * cfg.num_envs:,}) is kept in {files.dir}/{store.STATE}"
+               f"{step * per:,}) is kept in {files.dir}/{store.STATE}"
                if step is not None else f"{e}; no full-state checkpoint had been written "
                "before it")
         raise DivergedError(msg) from None
     if interrupted:
-        files.meta.update(resume={"env_steps_per_seed": int(t * cfg.num_envs),
+        files.meta.update(resume={"env_steps_per_seed": int(t * per),
                                   "command": resume_cmd(plan.kind, files.name)})
         raise Interrupted(str(files.name), resume_cmd(plan.kind, files.name))
     train_s = time.perf_counter() - t_train + start.prior_train_s
@@ -345,8 +346,8 @@ def stats(cfg, fitted: Fitted, eval_s: float, started: float) -> dict:
     """The training figures a command reports (and meta.json keeps under "train")."""
     t = min(fitted.t, cfg.total_iterations)
     return {
-        "env_steps_per_seed": int(cfg.env_iterations(t) * cfg.num_envs),
-        "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_step),
+        "env_steps_per_seed": int(cfg.env_iterations(t) * cfg.steps_per_iteration),
+        "updates_per_seed": int(max(0, t - cfg.warmup_iterations) * cfg.updates_per_iteration),
         "stopped_early": fitted.stopped_early,
         "chunks_run": fitted.chunks_run,
         "compile_s": round(fitted.compile_s, 3),

@@ -96,14 +96,16 @@ def preflight_teacher(cfg, trainer) -> None:
     from distillq.core import networks
 
     check_seeds(cfg.seed, cfg.seeds)
+    pqn = cfg.algo == "pqn"      # a rollout of num_envs x pqn_steps, minibatches of it
     check_ints("train-teacher", total_iterations=cfg.total_iterations + cfg.chunk_iterations,
                total_updates=cfg.total_updates,
-               buffer_entries=cfg.buffer_rows * cfg.num_envs)
+               buffer_entries=cfg.stored_rows * cfg.num_envs)
     check_memory("train-teacher", estimate(
-        students=cfg.seeds, buffer_rows=cfg.buffer_rows, num_envs=cfg.num_envs,
+        students=cfg.seeds, buffer_rows=cfg.stored_rows, num_envs=cfg.num_envs,
         transition_bytes=transition_bytes(trainer.layout),
-        params=networks.param_count(trainer.net_spec), batch=cfg.batch_size,
-        window=cfg.n_step + 2, width=widest(trainer.net_spec)))
+        params=networks.param_count(trainer.net_spec),
+        batch=cfg.num_envs * cfg.pqn_steps // cfg.pqn_minibatches if pqn else cfg.batch_size,
+        window=1 if pqn else cfg.n_step + 2, width=widest(trainer.net_spec)))
 
 
 def preflight_distill(cfg, distiller, teacher_spec: dict, students: int, k: int) -> None:
