@@ -1,4 +1,5 @@
-"""Greedy evaluation: whole episodes in parallel, one lax.scan over the env's step limit.
+"""Greedy evaluation: whole episodes in parallel, a loop over steps that ends at the env's
+step limit or as soon as every episode has ended (a step after that would add nothing).
 
 `make_rollout(env, apply, num_episodes, other_apply)` returns a pure function
 `rollout(params, key, other_params=None) -> {"returns", "lengths", "agree"}` that plays
@@ -82,9 +83,16 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                                   _per_episode(jax.random.fold_in(k_view, i), episodes))
             return (st.obs, st.state, alive, ret, length, agree, hist), None
 
+        def running(c):   # stop at the step limit, or once every episode has ended
+            return (c[0] < env.max_steps) & jnp.any(c[1][2] > 0)
+
+        def step(c):
+            i, carry = c
+            return i + 1, body(carry, i)[0]
+
         init = (obs, state, jnp.ones_like(zeros), zeros, zeros, zeros, hist)
-        (_, _, _, ret, length, agree, _), _ = jax.lax.scan(body, init,
-                                                           jnp.arange(env.max_steps))
+        _, (_, _, _, ret, length, agree, _) = jax.lax.while_loop(
+            running, step, (jnp.int32(0), init))
         return {"returns": ret, "lengths": length, "agree": agree}
 
     return rollout
