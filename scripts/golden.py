@@ -41,7 +41,7 @@ def cases(d: Path) -> list[tuple[str, list[str]]]:
         ("teacher", ["train-teacher", "--seeds", "2", "--steps", "20000", "--out", t]),
         ("acrobot", ["train-teacher", "--env", "Acrobot-v1", "--seeds", "2", "--steps",
                      "8000", "--out", a]),
-        ("breakout_cnn", ["train-teacher", "--env", "Breakout-MinAtar", "--seeds", "1",
+        ("breakout_cnn", ["train-teacher", "--env", "Breakout-MinAtar", "--algo", "dqn", "--seeds", "1",
                           "--steps", "12000", "--set", "learning_starts=2000", "--set",
                           "buffer_size=10000", "--set", "chunk_steps=250", "--out",
                           str(d / "breakout")]),
