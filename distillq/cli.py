@@ -176,6 +176,10 @@ def train_teacher(
         metavar="dqn|pqn", help="teacher algorithm: dqn (replay, target network) or pqn "
         "(parallel Q-learning: rollouts, lambda-returns, no replay)"
         + _d("teacher", "algo"))] = None,
+    budget: Annotated[str | None, typer.Option(
+        metavar="target|long", help="target: stop at the env's target (stop_return); long: "
+        "a strong teacher (the env's [teacher.long] defaults, no early stop)"
+        + _d("teacher", "budget"))] = None,
     hidden: Annotated[str | None, typer.Option(
         "--hidden", "--network", metavar="NET",
         help="teacher network: 128,64 (MLP sizes), linear, cnn or cnn:C,H; +ln adds "
@@ -200,12 +204,12 @@ def train_teacher(
     from distillq.runs import store
 
     _only_resume(resume, config=config_path, seeds=seeds, seed=seed, env=env, steps=steps,
-                 algo=algo, hidden=hidden, num_envs=num_envs, lr=lr, set=sets, out=out,
-                 force=force)
+                 algo=algo, budget=budget, hidden=hidden, num_envs=num_envs, lr=lr, set=sets,
+                 out=out, force=force)
     if resume is not None:
         return _resume("train", resume, quiet)
     over = _overrides(sets, seeds=seeds, seed=seed, env=env, total_steps=steps, algo=algo,
-                      network=hidden, num_envs=num_envs, lr=lr)
+                      budget=budget, network=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
     store.check_writable_parent(out)
     _distributed(coordinator, num_processes, process_id)

@@ -133,6 +133,9 @@ def ordered_fields(cls_or_cfg: Any) -> list:
     return [f for f in fs if f.name not in LOOP_KEYS] + [f for f in fs if f.name in LOOP_KEYS]
 
 
+BUDGETS = ("target", "long")     # train-teacher --budget: a passing teacher, or a strong one
+
+
 @dataclass(frozen=True)
 class TeacherConfig(Loop):
     """Teacher (DQN or PQN) on a gymnax environment."""
@@ -154,6 +157,9 @@ class TeacherConfig(Loop):
     stop_return: float | None = _f(None, "stop early once every seed's in-training evaluation "
                                    "reaches this mean return (none = never; set per env in "
                                    "configs/envs/)")
+    budget: str = _f("target", "target: stop at the env's stop_return (a passing teacher); long: "
+                     "the env's [teacher.long] table over its defaults (no early stop unless "
+                     "that table sets one: a strong teacher)", choices=BUDGETS)
     pqn_steps: int = _f(32, "pqn: vectorised env steps per rollout (one iteration)", min=1)
     pqn_epochs: int = _f(2, "pqn: passes over each rollout", min=1)
     pqn_minibatches: int = _f(32, "pqn: minibatches per pass (num_envs x pqn_steps must split "
@@ -595,10 +601,14 @@ def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | 
         if ap is not None:      # validated as that algorithm's
             layers.append(({**read_toml(ap), "algo": algo}, str(ap)))
         for name, sub in table.items():
-            if isinstance(sub, dict) and name not in registry.ALGOS:
-                raise ConfigError(f"unknown table [teacher.{name}] in {env_file(env)}; "
-                                  f"valid: {', '.join(f'teacher.{a}' for a in registry.ALGOS)}")
+            if isinstance(sub, dict) and name not in (*registry.ALGOS, "long"):
+                raise ConfigError(f"unknown table [teacher.{name}] in {env_file(env)}; valid: "
+                                  f"{', '.join(f'teacher.{a}' for a in (*registry.ALGOS, 'long'))}")
         env_values = {**env_values, **table.get(algo, {})}
+        budget = str(over.get("budget") or (user or {}).get("budget")
+                     or env_values.get("budget") or cls.budget)
+        if budget == "long":    # a strong teacher: no early stop unless [teacher.long] says
+            env_values = {**env_values, "stop_return": "none", **table.get("long", {})}
     if env_values:
         layers.append((env_values, str(env_file(env))))
     if user is not None:

@@ -147,3 +147,38 @@ def test_stop_return_none_round_trips():
     assert config.from_dict("teacher", config.to_dict(cfg)).stop_return is None
     assert 'stop_return = "none"' in config.to_toml(cfg)
     assert config.build(config.TeacherConfig, {"stop_return": "-75.5"}).stop_return == -75.5
+
+
+def test_budget_long_takes_the_env_long_table_over_its_defaults(tmp_path, monkeypatch):
+    """--budget long: no early stop, then [teacher.long] over the env's [teacher] and
+    [teacher.<algo>] tables; the user's file and --set still win; target is the default."""
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    (envs / "Catch-bsuite.toml").write_text(
+        "[env]\ntarget = -100.0\n[teacher]\nstop_return = -90.0\ntotal_steps = 5000\n"
+        "[teacher.dqn]\nlr = 0.5\n[teacher.long]\ntotal_steps = 9000\n")
+    (envs / "DeepSea-bsuite.toml").write_text("[env]\ntarget = 1.0\n[teacher]\nstop_return = 1.0\n")
+    monkeypatch.setattr(config, "ENV_CONFIG_DIR", envs)
+    t = config.load("teacher", None, {"env": "Catch-bsuite"})
+    assert (t.budget, t.stop_return, t.total_steps, t.lr) == ("target", -90.0, 5000, 0.5)
+    t = config.load("teacher", None, {"env": "Catch-bsuite", "budget": "long"})
+    assert (t.budget, t.stop_return, t.total_steps, t.lr) == ("long", None, 9000, 0.5)
+    t = config.load("teacher", None, {"env": "Catch-bsuite", "budget": "long",
+                                      "stop_return": "-50"})
+    assert t.stop_return == -50.0
+    user = tmp_path / "mine.toml"
+    user.write_text('budget = "long"\ntotal_steps = 7000\n')
+    t = config.load("teacher", user, {"env": "Catch-bsuite"})
+    assert (t.stop_return, t.total_steps) == (None, 7000)
+    # an env file without [teacher.long]: long still means no early stop
+    assert config.load("teacher", None, {"env": "DeepSea-bsuite", "budget": "long"}) \
+        .stop_return is None
+    with pytest.raises(ConfigError, match="budget: must be one of target, long"):
+        config.load("teacher", None, {"env": "Catch-bsuite", "budget": "huge"})
+
+
+def test_every_minatar_env_has_a_long_budget_without_an_early_stop():
+    for f in sorted(config.ENV_CONFIG_DIR.glob("*-MinAtar.toml")):
+        assert "long" in config.read_env_file(f.stem)["teacher"], f.stem
+        t = config.load("teacher", None, {"env": f.stem, "budget": "long"})
+        assert t.stop_return is None and t.algo == "pqn", f.stem

@@ -101,3 +101,7 @@ def test_algo_refusals_are_one_line():
     assert "takes no other options (got --algo)" in one_line_error(
         ["train-teacher", "--resume", "runs/x", "--algo", "pqn"])
     assert "no such option" in one_line_error(["distill", "--algo", "pqn"]).lower()
+    assert "budget: must be one of target, long; got 'huge'" in one_line_error(
+        ["train-teacher", "--budget", "huge"])
+    assert "takes no other options (got --budget)" in one_line_error(
+        ["train-teacher", "--resume", "runs/x", "--budget", "long"])

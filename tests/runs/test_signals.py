@@ -86,9 +86,9 @@ def test_signal_during_compilation_leaves_a_run_dir_force_can_reuse(tmp_path, cf
 
 
 def test_signal_during_a_long_evaluation(teacher_run):
-    """evaluate --episodes 200000 runs in chunks: a signal ends it promptly, exit 130, no
+    """evaluate --episodes 5000000 runs in chunks: a signal ends it promptly, exit 130, no
     JSON on stdout."""
-    proc = _start(["evaluate", str(teacher_run[0]), "--episodes", "200000"])
+    proc = _start(["evaluate", str(teacher_run[0]), "--episodes", "5000000"])
     time.sleep(6)
     assert proc.poll() is None, "the evaluation ended before the signal"
     t = time.time()
