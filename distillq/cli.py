@@ -110,8 +110,16 @@ def _resume(command: str, run_dir: str, quiet: bool) -> None:
     """Continue an interrupted run of `command` (its saved config, nothing else)."""
     from distillq.runs import store
 
-    store.read_meta(run_dir)  # fail fast, before importing jax
+    meta = store.read_meta(run_dir)  # fail fast, before importing jax
     import importlib
+
+    if meta.get("kind") == "teacher":      # the flags its first part ran with (bit-identical)
+        from distillq import _setup, config
+
+        try:
+            _setup.configure(config.from_dict("teacher", meta["config"]).update_rows)
+        except (ConfigError, KeyError, TypeError):
+            pass        # a damaged config: the command's own reopen reports it
 
     pipes.protect_stdout()
     cmd = importlib.import_module(f"distillq.commands.{command}")
@@ -212,6 +220,9 @@ def train_teacher(
                       budget=budget, network=hidden, num_envs=num_envs, lr=lr)
     cfg = config.load("teacher", config_path, over)
     store.check_writable_parent(out)
+    from distillq import _setup
+
+    _setup.configure(cfg.update_rows)       # XLA flags by run length, before jax starts
     _distributed(coordinator, num_processes, process_id)
     from distillq.commands import train
 

@@ -177,6 +177,14 @@ class TeacherConfig(Loop):
             self.updates_per_step
 
     @property
+    def update_rows(self) -> int:
+        """Samples the whole budget's gradient updates read, over all seeds: the measure of a
+        run's length that chooses its XLA flags (_setup.LONG_RUN_ROWS)."""
+        rows = self.num_envs * self.pqn_steps // self.pqn_minibatches if self.algo == "pqn" \
+            else self.batch_size
+        return self.seeds * self.total_updates * rows
+
+    @property
     def stored_rows(self) -> int:
         """Rows of num_envs transitions a seed keeps: the replay (dqn) or one rollout (pqn)."""
         return self.pqn_steps if self.algo == "pqn" else self.buffer_rows

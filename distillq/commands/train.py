@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from distillq import config, registry
+from distillq import _setup, config, registry
 from distillq.runs import console, lifecycle, limits, parallel, store, summaries
 
 
@@ -36,7 +36,8 @@ def run(cfg: config.TeacherConfig | None, *, out: str | None = None, force: bool
 
     def meta(_run_dir: Path | None) -> dict:
         return {**store.base_meta("teacher", cfg.env, algo.net_spec, seeds,
-                                  config.to_dict(cfg)), "algo": cfg.algo}
+                                  config.to_dict(cfg)), "algo": cfg.algo,
+                "xla_flags": _setup.xla_flags()}
 
     def summarise(m: dict, final) -> dict:
         return summaries.teacher_evaluation(m["seeds"], final["returns"])

@@ -1,0 +1,45 @@
+"""XLA flags chosen by run length (distillq/_setup.py), in fresh processes: jax reads
+XLA_FLAGS once, when its backend starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from distillq import _setup, config
+
+PROBE = ("import os, sys; from distillq import _setup; _setup.configure(int(sys.argv[1])); "
+         "import jax.numpy as jnp; jnp.ones(2).sum(); print(_setup.xla_flags())")
+
+
+def _flags(rows: int, **env) -> str:
+    e = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.run([sys.executable, "-c", PROBE, str(rows)], capture_output=True,
+                          text=True, check=True, env={**e, **env}).stdout.strip()
+
+
+def test_a_short_run_compiles_for_speed_a_long_one_keeps_xla_defaults():
+    assert _flags(0) == "compile-speed"
+    assert _flags(_setup.LONG_RUN_ROWS - 1) == "compile-speed"
+    assert _flags(_setup.LONG_RUN_ROWS) == "default"
+    assert _flags(_setup.LONG_RUN_ROWS, XLA_FLAGS="--xla_cpu_enable_fast_math=false") == \
+        "--xla_cpu_enable_fast_math=false"          # the user's own flags are never replaced
+
+
+def test_run_length_counts_every_seed_update_and_sample():
+    """update_rows = seeds x updates x rows per update (DQN: batch; PQN: a minibatch)."""
+    c = config.build(config.TeacherConfig, {"seeds": 2, "num_envs": 4, "total_steps": 4000,
+                                            "learning_starts": 400, "batch_size": 32,
+                                            "updates_per_step": 2})
+    assert c.update_rows == 2 * (1000 - 100) * 2 * 32
+    p = config.build(config.TeacherConfig, {"algo": "pqn", "seeds": 3, "num_envs": 8,
+                                            "pqn_steps": 4, "pqn_minibatches": 2,
+                                            "pqn_epochs": 3, "total_steps": 3200,
+                                            "learning_starts": 0})
+    assert p.update_rows == 3 * 100 * 6 * 16
+    # the defaults: CartPole and Acrobot compile for speed, MountainCar and MinAtar do not
+    long = {e: _setup.long_run(config.load("teacher", None, {"env": e}).update_rows)
+             for e in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Breakout-MinAtar")}
+    assert long == {"CartPole-v1": False, "Acrobot-v1": False, "MountainCar-v0": True,
+                     "Breakout-MinAtar": True}
