@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint golden lock bench study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond mutation deploy clean
+.PHONY: setup run test test-fast lint golden lock bench bench-minatar teachers study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond mutation deploy clean
 
 # Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
 # without touching them. pyproject.toml keeps the ranges, for library users.
@@ -65,10 +65,20 @@ mutation: setup
 clean:
 	rm -rf runs/ .pytest_cache .ruff_cache
 
-# Speed, side by side with the peer (rejax's DQN): ~15 min on a 2-core CPU; results/bench/
+# Speed, side by side with the peers (rejax's DQN on CartPole, rejax's PQN on MinAtar):
+# ~25 min on a 2-core CPU; results/bench/. bench-minatar: the MinAtar rows alone (~10 min).
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) scripts/bench.py --out results/bench
+
+bench-minatar: setup
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) scripts/bench.py --only-minatar --out results/bench
+
+# Teachers at their targets (README "Environments"): every env's default teacher, 4 seeds,
+# final greedy returns and curves; ~30 min on a 2-core CPU; results/teachers/
+teachers: setup
+	$(PY) scripts/teachers_study.py --out results/teachers
 
 # Deployment figures (README "Deployment"): exports, parity, latency, int8, GIFs; results/deploy/
 deploy: setup

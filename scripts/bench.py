@@ -262,6 +262,103 @@ def bench_loop_efficiency(seeds: int) -> dict:
             "updates_per_s_alone": n_updates * seeds / pure}
 
 
+# ------------------------------------------------------------------------------ MinAtar
+
+
+def bench_minatar_teacher(env: str, seeds: int, work: Path, cache: Path) -> dict:
+    """distillq's default teacher for `env` (nothing but --env and --seeds), whole process:
+    it stops once every seed's in-training evaluation passes the env's stop_return, then
+    evaluates 100 greedy episodes per seed (the figure that must reach the target)."""
+    from distillq import config
+
+    target = config.env_target(env)
+    out_dir = work / f"minatar-{env}-{seeds}"
+    r = run_measured(DISTILLQ + ["train-teacher", "--env", env, "--seeds", str(seeds), "--out",
+                                 str(out_dir), "-q"], env=env_with(DISTILLQ_CACHE_DIR=cache))
+    if r["rc"] != 0:
+        raise SystemExit(f"train-teacher --env {env} failed: {r['err'][-2000:]}")
+    j = json.loads(r["out"])
+    final = [p["mean"] for p in j["evaluation"]["per_seed"]]
+    log(f"  distillq {env} {seeds} seed(s): {r['wall']:.1f}s final {final}")
+    return {"env": env, "seeds": seeds, "target": target, "wall_s": r["wall"],
+            "rss_mb": r["rss_mb"], "compile_s": j["compile_s"], "train_s": j["train_s"],
+            "env_steps_per_seed": j["env_steps_per_seed"],
+            "updates_per_seed": j["updates_per_seed"],
+            "env_steps_per_s": j["env_steps_per_seed"] * seeds / j["train_s"],
+            "updates_per_s": j["updates_per_seed"] * seeds / j["train_s"],
+            "final_per_seed": final, "solved": sum(x >= target for x in final)}
+
+
+def bench_minatar_peer(env: str, seeds: int, steps: int) -> dict | None:
+    """rejax 0.1.3's PQN with purejaxql's MinAtar settings (scripts/bench_rejax_pqn.py)."""
+    from distillq import config
+
+    try:
+        import rejax  # noqa: F401
+    except ImportError:
+        log("  rejax is not installed (pip install -e '.[bench]'): MinAtar peer skipped")
+        return None
+    r = run_measured([sys.executable, str(ROOT / "scripts" / "bench_rejax_pqn.py"), "--env",
+                      env, "--seeds", str(seeds), "--steps", str(steps), "--target",
+                      str(config.env_target(env))], env=env_with(XLA_FLAGS=""))
+    if r["rc"] != 0:
+        log(f"  rejax PQN failed: {r['err'][-1000:]}")
+        return None
+    j = json.loads(r["out"].strip().splitlines()[-1])
+    j.update(wall_s=r["wall"], rss_mb=r["rss_mb"])
+    first = j["first_every_seed_at_target"]
+    when = f"at {first['process_s']:.1f} s" if first else "never"
+    log(f"  rejax PQN {env} {seeds} seed(s): {r['wall']:.1f}s; every seed at the target "
+        f"{when}; final {j['final_per_seed']}")
+    return j
+
+
+def bench_update(env: str) -> dict | None:
+    r = run_proc([sys.executable, str(ROOT / "scripts" / "bench_update.py"), "--env", env])
+    if r["rc"] != 0:
+        log(f"  update figures failed: {r['err'][-1000:]}")
+        return None
+    return json.loads(r["out"].strip().splitlines()[-1])
+
+
+def minatar_table(r: dict) -> str:
+    lines = ["| MinAtar, seeds | distillq default teacher: whole process s to the target in "
+             "every seed (final greedy returns, 100 eps/seed) | peer rejax 0.1.3 PQN "
+             "(purejaxql's MinAtar settings): process s when every seed's evaluation first "
+             "reached the target (final at its budget) | ratio |", "|---|---|---|---|"]
+    for key, o in r["minatar"].items():
+        p = (r.get("minatar_peer") or {}).get(key)
+        ours = (f"{o['wall_s']:.0f} s{'' if o['solved'] == o['seeds'] else ' **not every seed**'}"
+                f" ({', '.join(f'{x:.1f}' for x in o['final_per_seed'])})")
+        if p is None:
+            peer, ratio = "-", "-"
+        else:
+            first = p["first_every_seed_at_target"]
+            peer = (f"{first['process_s']:.0f} s" if first else
+                    f"not within {p['env_steps_per_seed'] / 1e6:.1f}M steps ({p['wall_s']:.0f} s)")
+            peer += f" ({', '.join(f'{x:.1f}' for x in p['final_per_seed'])} at " \
+                    f"{p['env_steps_per_seed'] / 1e6:.1f}M)"
+            ratio = (f"{(first['process_s'] if first else p['wall_s']) / o['wall_s']:.1f}x "
+                     f"{'faster' if first else 'faster at least'}")
+        lines.append(f"| {o['env']} >= {o['target']:g}, {o['seeds']} | {ours} | {peer} | {ratio} |")
+        lines.append(f"| ... training env steps/s; updates/s (all seeds) | "
+                     f"{o['env_steps_per_s']:,.0f}; {o['updates_per_s']:,.0f} | " + (
+                         f"{p['env_steps_per_s']:,.0f}; {p['updates_per_s']:,.0f} | |" if p
+                         else "- | |"))
+    for env, u in (r.get("update") or {}).items():
+        if u:
+            lines.append(
+                f"| {env} update ({u['network']}, XLA flags: {u['xla_flags']}): MFLOP; "
+                f"GFLOP/s vs this machine's float32 matmul peak | {u['flops_per_update'] / 1e6:.1f}; "
+                f"{u['update_gflops']:.0f} of {u['matmul_peak_gflops']:.0f} | | "
+                f"{100 * u['update_gflops'] / u['matmul_peak_gflops']:.0f}% of peak |")
+            lines.append(f"| ... loop efficiency: updates alone s / whole loop s ({u['iterations']}"
+                         f" iterations of {u['env_steps_per_iteration']} env steps) | "
+                         f"{u['updates_only_s']:.2f} / {u['loop_s']:.2f} | | "
+                         f"{100 * u['efficiency']:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
 def bench_cli(teacher_dir: str, cache: Path) -> dict:
     env = env_with(DISTILLQ_CACHE_DIR=cache)
     helps = [run_proc(DISTILLQ + ["--help"], env=env)["wall"] for _ in range(5)]
@@ -368,6 +465,12 @@ def main(argv=None) -> int:
     ap.add_argument("--peer-runs", type=int, default=1)
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--minatar", default="Breakout-MinAtar",
+                    help="MinAtar envs of the MinAtar rows, comma-separated ('' skips them)")
+    ap.add_argument("--minatar-seeds", default="1,4")
+    ap.add_argument("--peer-steps", type=int, default=3_000_000,
+                    help="the MinAtar peer's budget per seed (it cannot stop early)")
+    ap.add_argument("--only-minatar", action="store_true")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -377,6 +480,23 @@ def main(argv=None) -> int:
                  "targets": TARGETS}
     try:
         res["machine"] = machine()
+        res["minatar"], res["minatar_peer"], res["update"] = {}, {}, {}
+        for env in [e for e in args.minatar.split(",") if e]:
+            for n in (int(x) for x in args.minatar_seeds.split(",")):
+                log(f"MinAtar {env}, {n} seed(s)")
+                res["minatar"][f"{env}/{n}"] = bench_minatar_teacher(env, n, work, cache)
+                if not args.skip_peer:
+                    p = bench_minatar_peer(env, n, args.peer_steps)
+                    if p is not None:
+                        res["minatar_peer"][f"{env}/{n}"] = p
+            log(f"MinAtar {env}: the update's GFLOP/s and the loop's efficiency")
+            res["update"][env] = bench_update(env)
+        if args.only_minatar:
+            md = minatar_table(res)
+            (out / "bench-minatar.json").write_text(json.dumps(res, indent=2, default=str))
+            (out / "bench-minatar.md").write_text(md)
+            print(md)
+            return 0
         res["teacher"], res["distill"], res["loop"] = {}, {}, {}
         for n in (1, 8):
             log(f"teacher, {n} seed(s)")
@@ -398,7 +518,7 @@ def main(argv=None) -> int:
                 p = bench_peer(n, args.peer_runs)
                 if p is not None:
                     res["peer"][str(n)] = p
-        md = table(res)
+        md = table(res) + ("\n" + minatar_table(res) if res["minatar"] else "")
         (out / "bench.json").write_text(json.dumps(res, indent=2, default=str))
         (out / "bench.md").write_text(md)
         print(md)

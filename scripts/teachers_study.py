@@ -6,7 +6,8 @@ episodes per seed) of the params kept.
     python scripts/teachers_study.py --out results/teachers [--envs Breakout-MinAtar,...]
         [--seeds 4] [--extra "--algo dqn"]
 
-Writes <out>/<env>.json (the CLI's JSON plus the figures below) and <out>/README.md.
+Writes <out>/<env>.json (the CLI's JSON plus the figures below), <out>/<env>.png (every
+seed's in-training evaluation against env steps) and <out>/README.md.
 """
 
 from __future__ import annotations
@@ -42,6 +43,28 @@ def first_crossing(rows: list[dict], target: float, seeds: list[int]) -> dict:
     return out
 
 
+def plot(rows: list[dict], env: str, target: float | None, path: Path) -> None:
+    """The in-training evaluation of every seed against env steps (the curve behind a row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for seed in sorted({r["seed"] for r in rows}):
+        pts = [(r["env_steps"], r["eval_return"]) for r in rows
+               if r["seed"] == seed and r.get("eval_return") is not None]
+        ax.plot([x for x, _ in pts], [y for _, y in pts], lw=1.2, label=f"seed {seed}")
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:g}")
+    ax.set(xlabel="env steps per seed", ylabel="greedy return (in-training evaluation)",
+           title=env)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def study(env: str, out: Path, seeds: int, extra: list[str]) -> dict:
     from distillq import config
     from distillq.runs import store
@@ -69,6 +92,7 @@ def study(env: str, out: Path, seeds: int, extra: list[str]) -> dict:
            "command": "distillq train-teacher --env " + env + f" --seeds {seeds}"
            + (" " + " ".join(extra) if extra else "")}
     (out / f"{env}.json").write_text(json.dumps({**fig, "cli": res}, indent=1) + "\n")
+    plot(rows, env, target, out / f"{env}.png")
     print(f"{env}: {fig['final_per_seed']} (target {target}), {wall:.0f} s", file=sys.stderr,
           flush=True)
     return fig
