@@ -117,7 +117,8 @@ def _resume(command: str, run_dir: str, quiet: bool) -> None:
         from distillq import _setup, config
 
         try:
-            _setup.configure(config.from_dict("teacher", meta["config"]).update_rows)
+            c = config.from_dict("teacher", meta["config"])
+            _setup.configure(c.update_rows, c.seeds)
         except (ConfigError, KeyError, TypeError):
             pass        # a damaged config: the command's own reopen reports it
 
@@ -222,7 +223,7 @@ def train_teacher(
     store.check_writable_parent(out)
     from distillq import _setup
 
-    _setup.configure(cfg.update_rows)       # XLA flags by run length, before jax starts
+    _setup.configure(cfg.update_rows, cfg.seeds)    # XLA flags by run length, before jax starts
     _distributed(coordinator, num_processes, process_id)
     from distillq.commands import train
 

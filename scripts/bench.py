@@ -468,7 +468,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minatar", default="Breakout-MinAtar",
                     help="MinAtar envs of the MinAtar rows, comma-separated ('' skips them)")
     ap.add_argument("--minatar-seeds", default="1,4")
-    ap.add_argument("--peer-steps", type=int, default=3_000_000,
+    ap.add_argument("--peer-steps", type=int, default=5_000_000,
                     help="the MinAtar peer's budget per seed (it cannot stop early)")
     ap.add_argument("--only-minatar", action="store_true")
     args = ap.parse_args(argv)

@@ -5,8 +5,9 @@
 
 Settings: purejaxql's `purejaxql/config/alg/pqn_minatar.yaml` (commit 47af6d7): 128 envs,
 rollouts of 32 steps, 2 epochs of 32 minibatches, lr 5e-4, gradient clip 10, gamma 0.99,
-lambda 0.65, epsilon 1 -> 0.05 over the first 10% of the steps. rejax's PQN is its adaptation of
-purejaxql's `pqn_gymnax.py`: an MLP 64-64 with LayerNorm on the flattened frames and a
+lambda 0.65, epsilon 1 -> 0.05 over the first 1M steps (10% of its TOTAL_TIMESTEPS_DECAY,
+1e7, which purejaxql keeps whatever the budget, so a shorter run explores alike). rejax's
+PQN is its adaptation of purejaxql's `pqn_gymnax.py`: an MLP 64-64 with LayerNorm on the flattened frames and a
 constant learning rate (rejax has no decay). gymnax 1.0's 6-value `step` is wrapped back to
 rejax's 5 values with gymnax's LegacyStepAPIWrapper.
 
@@ -29,7 +30,8 @@ import numpy as np  # noqa: E402
 
 CONFIG = dict(num_envs=128, num_steps=32, num_minibatches=32, num_epochs=2, learning_rate=5e-4,
               max_grad_norm=10.0, gamma=0.99, td_lambda=0.65, eps_start=1.0, eps_end=0.05,
-              exploration_fraction=0.1, normalize_observations=False)
+              normalize_observations=False)
+DECAY_STEPS = 1_000_000         # 0.1 x TOTAL_TIMESTEPS_DECAY (1e7)
 
 
 def main() -> None:
@@ -55,7 +57,8 @@ def main() -> None:
     env, params = gymnax.make(args.env)
     env = Legacy(env)
     algo = rejax.PQN.create(env=env, env_params=params, total_timesteps=args.steps,
-                            eval_freq=args.eval_freq, skip_initial_evaluation=True, **CONFIG)
+                            eval_freq=args.eval_freq, skip_initial_evaluation=True,
+                            exploration_fraction=min(1.0, DECAY_STEPS / args.steps), **CONFIG)
     stamps: list[tuple[float, int, int, float]] = []
 
     def stamp(sid, step, ret):

@@ -4,6 +4,7 @@ bit-identically after SIGTERM, and `--algo` refused in one line where it cannot 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -25,8 +26,9 @@ STUDENT = ["--set", "num_envs=4", "--set", "chunk_steps=32", "--set", "eval_epis
            "buffer_size=512", "--set", "batch_size=32", "--steps", "512", "-q"]
 
 
-def _run(args, stdin=None):
-    p = subprocess.run(EXE + args, input=stdin, capture_output=True, text=True, timeout=600)
+def _run(args, stdin=None, env=None):
+    p = subprocess.run(EXE + args, input=stdin, capture_output=True, text=True, timeout=600,
+                       env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout
 
@@ -65,14 +67,25 @@ def test_a_minatar_pqn_teacher_teaches_a_cnn_student(tmp_path):
     assert np.isfinite(s["evaluation"]["overall"]["mean"])
 
 
-def test_pqn_sigterm_resume_is_bit_identical(pqn_teacher, tmp_path):
+@pytest.mark.parametrize("length", ["short", "long"])
+def test_pqn_sigterm_resume_is_bit_identical(pqn_teacher, tmp_path, length):
     """Interrupted after a few chunks, then resumed: the same params as one uninterrupted
-    run of the same config."""
+    run of the same config. "long": counted as a long run (DISTILLQ_LONG_RUN_ROWS=1), so
+    XLA's default flags and, with 2 seeds on 2+ cores, 2 host devices with the seeds sharded;
+    the resumed part must take the same."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "DISTILLQ_SHARD")}
+    if length == "long":
+        env["DISTILLQ_LONG_RUN_ROWS"] = "1"
     args = ["train-teacher", *TINY, "--steps", "20480", "--set", "checkpoint_secs=0"]
-    _run([*args, "--out", str(tmp_path / "ref")])
+    _run([*args, "--out", str(tmp_path / "ref")], env=env)
+    ref_meta = json.loads((tmp_path / "ref" / "meta.json").read_text())
+    assert ref_meta["xla_flags"].startswith("default" if length == "long" else "compile-speed")
+    from distillq import _setup
+
+    assert ref_meta["devices"] == (_setup.host_devices(2) if length == "long" else 1)
     run = tmp_path / "int"
     proc = subprocess.Popen(EXE + [*args, "--out", str(run)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     t = time.time()
     rows = run / "metrics.jsonl"
     while not (rows.exists() and len(rows.read_text().splitlines()) >= 6):
@@ -83,7 +96,9 @@ def test_pqn_sigterm_resume_is_bit_identical(pqn_teacher, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     meta = store.read_meta(run)
     assert meta["status"] == "interrupted" and meta["resume"]["env_steps_per_seed"] % 256 == 0
-    res = json.loads(_run(["train-teacher", "--resume", str(run), "-q"]))
+    res = json.loads(_run(["train-teacher", "--resume", str(run), "-q"], env=env))
+    assert store.read_meta(run)["xla_flags"] == ref_meta["xla_flags"]
+    assert store.read_meta(run)["devices"] == ref_meta["devices"]
     assert res["chunks_run"] < json.loads((tmp_path / "ref" / "meta.json").read_text())[
         "train"]["chunks_run"]
     import jax

@@ -9,14 +9,22 @@ import sys
 
 from distillq import _setup, config
 
-PROBE = ("import os, sys; from distillq import _setup; _setup.configure(int(sys.argv[1])); "
-         "import jax.numpy as jnp; jnp.ones(2).sum(); print(_setup.xla_flags())")
+PROBE = ("import os, sys; from distillq import _setup; "
+         "_setup.configure(int(sys.argv[1]), int(sys.argv[2])); "
+         "import jax, jax.numpy as jnp; jnp.ones(2).sum(); "
+         "print(_setup.xla_flags(), len(jax.local_devices()), sep='|')")
+
+
+def _run(rows: int, seeds: int = 1, **env) -> tuple[str, int]:
+    e = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "DISTILLQ_SHARD")}
+    out = subprocess.run([sys.executable, "-c", PROBE, str(rows), str(seeds)],
+                         capture_output=True, text=True, check=True, env={**e, **env}).stdout
+    flags, devices = out.strip().rsplit("|", 1)
+    return flags, int(devices)
 
 
 def _flags(rows: int, **env) -> str:
-    e = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    return subprocess.run([sys.executable, "-c", PROBE, str(rows)], capture_output=True,
-                          text=True, check=True, env={**e, **env}).stdout.strip()
+    return _run(rows, **env)[0]
 
 
 def test_a_short_run_compiles_for_speed_a_long_one_keeps_xla_defaults():
@@ -25,6 +33,18 @@ def test_a_short_run_compiles_for_speed_a_long_one_keeps_xla_defaults():
     assert _flags(_setup.LONG_RUN_ROWS) == "default"
     assert _flags(_setup.LONG_RUN_ROWS, XLA_FLAGS="--xla_cpu_enable_fast_math=false") == \
         "--xla_cpu_enable_fast_math=false"          # the user's own flags are never replaced
+
+
+def test_a_long_run_of_several_seeds_gets_a_host_device_per_core_they_split_over():
+    long = _setup.LONG_RUN_ROWS
+    k = _setup.host_devices(4)          # 2 on a 2-core machine (CI), 1 on one core
+    assert 1 <= k <= 4 and 4 % k == 0
+    want = f"default, {k} host devices" if k > 1 else "default"
+    assert _run(long, 4) == (want, k)
+    assert _run(long, 4, DISTILLQ_SHARD="0") == ("default", 1)     # sharding off: one device
+    assert _run(long, 1) == ("default", 1)          # one seed keeps one device (faster)
+    assert _run(0, 4) == ("compile-speed", 1)       # a short run: compilation dominates
+    assert _setup.host_devices(3) in (1, 3) and _setup.host_devices(1) == 1
 
 
 def test_run_length_counts_every_seed_update_and_sample():
