@@ -14,8 +14,11 @@
   ~1.4 of the 2 cores. A long run whose seeds split evenly over k > 1 of the cores it may use
   gets k host devices (--xla_force_host_platform_device_count), and runs/parallel.py shards
   the seeds over them: Breakout's PQN, 4 seeds, 1M steps, trained in 11.6 s instead of 18.4 s.
-  One seed keeps one device (two made it slower: 7.6 s against 6.3 s). DISTILLQ_SHARD=0
-  keeps one device.
+  Only for networks whose hidden layers are at most SHARD_MAX_WIDTH wide (an MLP or linear):
+  a wider layer's matmuls already keep both cores busy on one device, and sharding slowed
+  them (4 seeds: Asterix's 256-256+ln PQN 69k -> 52k env steps/s, MountainCar's 256-256 DQN
+  11.9k -> 10.5k). One seed keeps one device (two made it slower: 7.6 s against 6.3 s).
+  DISTILLQ_SHARD=0 keeps one device.
 - jax's persistent compilation cache (DISTILLQ_CACHE_DIR, default ~/.cache/distillq/jax;
   DISTILLQ_CACHE_DIR=off disables it): a repeated command skips compilation.
 """
@@ -53,6 +56,16 @@ def long_run(update_rows: int) -> bool:
 
 
 HOST_DEVICES = "--xla_force_host_platform_device_count="
+SHARD_MAX_WIDTH = 128
+
+
+def narrow(network: str) -> bool:
+    """An MLP (or linear) network spec whose hidden layers are at most SHARD_MAX_WIDTH wide."""
+    spec = network.partition("+")[0].strip()
+    if spec == "linear":
+        return True
+    sizes = spec.split(",")
+    return all(x.strip().isdigit() for x in sizes) and max(map(int, sizes)) <= SHARD_MAX_WIDTH
 
 
 def host_devices(seeds: int) -> int:
@@ -75,10 +88,10 @@ def xla_flags() -> str:
     return v or "default"
 
 
-def configure(update_rows: int = 0, seeds: int = 1) -> None:
+def configure(update_rows: int = 0, seeds: int = 1, network: str = "") -> None:
     """Once per process, before jax's backend starts: the XLA flags for a run of `seeds`
-    seeds whose updates read `update_rows` samples (0: a short command), and the compilation
-    cache."""
+    seeds of `network` whose updates read `update_rows` samples (0: a short command), and
+    the compilation cache."""
     global _done, _ours
     if _done:
         return
@@ -87,7 +100,8 @@ def configure(update_rows: int = 0, seeds: int = 1) -> None:
         _ours = True
         if not long_run(update_rows):
             os.environ["XLA_FLAGS"] = CPU_XLA_FLAGS
-        elif os.environ.get("DISTILLQ_SHARD", "1") != "0" and host_devices(seeds) > 1:
+        elif os.environ.get("DISTILLQ_SHARD", "1") != "0" and host_devices(seeds) > 1 \
+                and narrow(network):
             os.environ["XLA_FLAGS"] = f"{HOST_DEVICES}{host_devices(seeds)}"
     import jax
 

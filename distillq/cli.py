@@ -118,7 +118,7 @@ def _resume(command: str, run_dir: str, quiet: bool) -> None:
 
         try:
             c = config.from_dict("teacher", meta["config"])
-            _setup.configure(c.update_rows, c.seeds)
+            _setup.configure(c.update_rows, c.seeds, c.network)
         except (ConfigError, KeyError, TypeError):
             pass        # a damaged config: the command's own reopen reports it
 
@@ -223,7 +223,7 @@ def train_teacher(
     store.check_writable_parent(out)
     from distillq import _setup
 
-    _setup.configure(cfg.update_rows, cfg.seeds)    # XLA flags by run length, before jax starts
+    _setup.configure(cfg.update_rows, cfg.seeds, cfg.network)    # XLA flags, before jax starts
     _distributed(coordinator, num_processes, process_id)
     from distillq.commands import train
 

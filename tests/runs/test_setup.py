@@ -10,14 +10,14 @@ import sys
 from distillq import _setup, config
 
 PROBE = ("import os, sys; from distillq import _setup; "
-         "_setup.configure(int(sys.argv[1]), int(sys.argv[2])); "
+         "_setup.configure(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]); "
          "import jax, jax.numpy as jnp; jnp.ones(2).sum(); "
          "print(_setup.xla_flags(), len(jax.local_devices()), sep='|')")
 
 
-def _run(rows: int, seeds: int = 1, **env) -> tuple[str, int]:
+def _run(rows: int, seeds: int = 1, network: str = "64,64+ln", **env) -> tuple[str, int]:
     e = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "DISTILLQ_SHARD")}
-    out = subprocess.run([sys.executable, "-c", PROBE, str(rows), str(seeds)],
+    out = subprocess.run([sys.executable, "-c", PROBE, str(rows), str(seeds), network],
                          capture_output=True, text=True, check=True, env={**e, **env}).stdout
     flags, devices = out.strip().rsplit("|", 1)
     return flags, int(devices)
@@ -43,8 +43,14 @@ def test_a_long_run_of_several_seeds_gets_a_host_device_per_core_they_split_over
     assert _run(long, 4) == (want, k)
     assert _run(long, 4, DISTILLQ_SHARD="0") == ("default", 1)     # sharding off: one device
     assert _run(long, 1) == ("default", 1)          # one seed keeps one device (faster)
+    assert _run(long, 4, "256,256") == ("default", 1)   # wide layers use both cores already
+    assert _run(long, 4, "cnn") == ("default", 1)
+    assert _run(long, 4, "linear") == (want, k)
     assert _run(0, 4) == ("compile-speed", 1)       # a short run: compilation dominates
     assert _setup.host_devices(3) in (1, 3) and _setup.host_devices(1) == 1
+    assert [_setup.narrow(n) for n in ("64,64+ln", "128,64", "128", "linear", "129,8",
+                                       "256,256+ln", "cnn", "cnn:8,64+ln")] == \
+        [True, True, True, True, False, False, False, False]
 
 
 def test_run_length_counts_every_seed_update_and_sample():
