@@ -164,3 +164,19 @@ def test_pqn_config_rules():
     assert cfg.steps_per_iteration == 128 and cfg.total_iterations == 10
     assert cfg.chunk_iterations == 4 and cfg.updates_per_iteration == 2 * 32
     assert config.build(config.TeacherConfig, {}).algo == "dqn"
+
+
+def test_the_rollout_acts_by_the_epsilon_schedule(cartpole):
+    """Past the decay with eps_end 0 every rollout action is the online net's argmax; at
+    t = 0 (epsilon 1) about half of CartPole's two actions differ from it."""
+    cfg = tiny_teacher(**{**PROBE, "network": "16", "eps_start": 1.0, "eps_end": 0.0,
+                          "eps_fraction": 0.1})
+    algo = pqn.make(cfg, cartpole)
+    net = networks.build(algo.net_spec)
+    st = algo.system.init(jax.random.PRNGKey(0))
+    keys = list(jax.random.split(jax.random.PRNGKey(1), 2))
+    for t, greedy in ((cfg.total_iterations - 1, True), (0, False)):
+        _, feed, _ = algo.system.collect(st, None, jnp.int32(t), keys)
+        best = np.argmax(np.asarray(net.apply(st.learner.params, feed.obs)), -1)
+        agree = float(np.mean(best == np.asarray(feed.action)))
+        assert agree == 1.0 if greedy else 0.3 < agree < 0.7, (t, agree)
