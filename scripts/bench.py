@@ -13,6 +13,7 @@ difference of less than ~15%.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -25,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_update import timed  # noqa: E402  (median wall time of a jitted call)
+
 DISTILLQ = [sys.executable, "-m", "distillq"]
 # time to >= 99% retention: stop once every student's in-training evaluation reaches 99% of
 # its teacher's return, checked every 32 vector steps on 16 episodes (the default checks every
@@ -207,13 +211,7 @@ def bench_eval_throughput(teacher_dir: str, episodes: int = 1000, reps: int = 3)
     steps = episodes * env.max_steps            # both run the same scan shape
     times = {}
     for name, fn, args in (("greedy", greedy, (params, key)), ("env_only", ceiling, (key,))):
-        jax.block_until_ready(fn(*args))
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            ts.append(time.perf_counter() - t)
-        times[name] = statistics.median(ts)
+        times[name] = timed(fn, *args, reps=reps)
     out = jax.device_get(greedy(params, key))
     return {"episodes": episodes, "greedy_steps_per_s": steps / times["greedy"],
             "env_only_steps_per_s": steps / times["env_only"],
@@ -298,9 +296,7 @@ def bench_minatar_peer(env: str, seeds: int, steps: int) -> dict | None:
     """rejax 0.1.3's PQN with purejaxql's MinAtar settings (scripts/bench_rejax_pqn.py)."""
     from distillq import config
 
-    try:
-        import rejax  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("rejax") is None:
         log("  rejax is not installed (pip install -e '.[bench]'): MinAtar peer skipped")
         return None
     r = run_measured([sys.executable, str(ROOT / "scripts" / "bench_rejax_pqn.py"), "--env",

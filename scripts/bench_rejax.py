@@ -3,9 +3,7 @@
     python scripts/bench_rejax.py --seeds 8     # prints one JSON line
 
 Config: rejax's repository `configs/gymnax/cartpole.yaml` (tag v0.1.3), section `dqn`
-(copied below). rejax unpacks gymnax's old 5-value `step`; gymnax 1.0 returns 6 values, so
-the env is wrapped in gymnax's LegacyStepAPIWrapper (with a __getattr__ guard:
-the stock wrapper recurses forever under the deepcopy in rejax's `create`). The final policy
+(copied below). The env is wrapped for rejax by scripts/rejax_env.py. The final policy
 is evaluated with rejax's own `evaluate` and act function (epsilon 0.005), 100 episodes/seed.
 """
 
@@ -29,20 +27,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=1)
     args = ap.parse_args()
-    import gymnax
     import rejax
-    from gymnax.wrappers import LegacyStepAPIWrapper
+    import rejax_env
     from rejax.evaluate import evaluate
 
-    class Legacy(LegacyStepAPIWrapper):
-        def __getattr__(self, name):
-            if name == "_env":
-                raise AttributeError(name)
-            return super().__getattr__(name)
-
     t_import = time.perf_counter() - T0
-    env, params = gymnax.make("CartPole-v1")
-    algo = rejax.DQN.create(env=Legacy(env), env_params=params, **CONFIG)
+    env, params = rejax_env.make("CartPole-v1")
+    algo = rejax.DQN.create(env=env, env_params=params, **CONFIG)
     keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
     train = jax.jit(jax.vmap(algo.train))
     t = time.perf_counter()

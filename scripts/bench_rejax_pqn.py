@@ -8,8 +8,8 @@ rollouts of 32 steps, 2 epochs of 32 minibatches, lr 5e-4, gradient clip 10, gam
 lambda 0.65, epsilon 1 -> 0.05 over the first 1M steps (10% of its TOTAL_TIMESTEPS_DECAY,
 1e7, which purejaxql keeps whatever the budget, so a shorter run explores alike). rejax's
 PQN is its adaptation of purejaxql's `pqn_gymnax.py`: an MLP 64-64 with LayerNorm on the
-flattened frames and a constant learning rate (rejax has no decay). gymnax 1.0's 6-value
-`step` is wrapped back to rejax's 5 values with gymnax's LegacyStepAPIWrapper.
+flattened frames and a constant learning rate (rejax has no decay). The env is wrapped
+for rejax by scripts/rejax_env.py.
 
 Time to target: every --eval-freq env steps each seed's policy (rejax's own act, epsilon
 0.005) plays 16 episodes inside the jitted scan, and a host callback stamps the wall clock;
@@ -42,20 +42,12 @@ def main() -> None:
     ap.add_argument("--target", type=float, required=True)
     ap.add_argument("--eval-freq", type=int, default=131_072)
     args = ap.parse_args()
-    import gymnax
     import rejax
-    from gymnax.wrappers import LegacyStepAPIWrapper
+    import rejax_env
     from rejax.evaluate import evaluate
 
-    class Legacy(LegacyStepAPIWrapper):
-        def __getattr__(self, name):
-            if name == "_env":
-                raise AttributeError(name)
-            return super().__getattr__(name)
-
     t_import = time.perf_counter() - T0
-    env, params = gymnax.make(args.env)
-    env = Legacy(env)
+    env, params = rejax_env.make(args.env)
     algo = rejax.PQN.create(env=env, env_params=params, total_timesteps=args.steps,
                             eval_freq=args.eval_freq, skip_initial_evaluation=True,
                             exploration_fraction=min(1.0, DECAY_STEPS / args.steps), **CONFIG)

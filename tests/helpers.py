@@ -61,6 +61,25 @@ def chunk(system, vmapped: bool = False):
     return jax.jit(jax.vmap(fn, in_axes=(0, 0, None)) if vmapped else fn)
 
 
+def trained_q(algo, cfg):
+    """Train a teacher (dqn.make / pqn.make) from PRNGKey(0) over its whole budget, chunk by
+    chunk (every chunk finite); its greedy Q-function obs -> Q as numpy."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from distillq.core import networks
+
+    state = jax.jit(algo.system.init)(jax.random.PRNGKey(0))
+    go = chunk(algo.system)
+    for c in range(0, cfg.total_iterations, cfg.chunk_iterations):
+        state, m = go(state, None, jnp.int32(c))
+        assert bool(m.finite)
+    net = networks.build(algo.net_spec)
+    return lambda obs: np.asarray(net.apply(state.learner.params,
+                                            jnp.asarray(obs, jnp.float32)))
+
+
 def teaching(run, cfg, student: int = 0, seed_index=(0,)):
     """One student's Teaching (its teacher params and first sweep point) from a teacher run
     (seed_index None: the ensemble of the run's seeds)."""

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from distillq.config import TeacherConfig
-from distillq.core import envs, explore, loop, networks, replay, rollout, td
+from distillq.core import envs, explore, loop, qteacher, replay, td
 
 
 class Actor(NamedTuple):
@@ -35,14 +35,7 @@ class Feed(NamedTuple):
     written: jax.Array        # rows written so far, this iteration's included
 
 
-class Collected(NamedTuple):
-    finished: jax.Array       # summed return of the episodes that ended this iteration
-    n_finished: jax.Array
-
-
-class TDStep(NamedTuple):
-    loss: jax.Array
-    q_mean: jax.Array
+Collected, TDStep = qteacher.Collected, qteacher.QStep
 
 
 class DQN(NamedTuple):
@@ -63,22 +56,14 @@ def options(cfg: TeacherConfig) -> td.TD:
 
 
 def make(cfg: TeacherConfig, env: envs.Env) -> DQN:
-    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions,
-                             envs.input_scaling(env) if cfg.obs_norm == "bounds" else None)
-    net = networks.build(net_spec)
-    apply = net.apply
+    parts = qteacher.parts(cfg, env)
+    apply, tx = parts.apply, parts.tx
     opts = options(cfg)
-    tx = td.optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)
     E, R, B = cfg.num_envs, cfg.buffer_rows, cfg.batch_size
     layout = replay.Layout(env.obs_shape, env.binary_obs)
-    eval_rollout = (rollout.make_rollout(env, apply, cfg.eval_episodes)
-                    if cfg.eval_episodes > 0 else None)
-    final_rollout = rollout.make_rollout(env, apply, cfg.final_episodes)
 
     def init(key: jax.Array, _ctx: Any = None) -> loop.LoopState:
-        k_net, k_env, k_run = jax.random.split(key, 3)
-        params = networks.init(net, k_net, env.obs_shape)
-        obs, env_state = envs.reset(env, jax.random.split(k_env, E))
+        params, obs, env_state, k_run = qteacher.start(parts, env, E, key)
         return loop.start(system, loop.Learner(params, params, tx.init(params)),
                           Actor(layout.init(R, E), env_state, obs,
                                 jnp.zeros((E,), jnp.float32)), k_run)
@@ -107,34 +92,15 @@ def make(cfg: TeacherConfig, env: envs.Env) -> DQN:
         st = envs.step(env, jax.random.split(k_env, E), a.env_state, action)
         buffer = replay.write(a.buffer, layout.pack(replay.Transition(
             a.obs, action, st.reward, st.terminated, st.done, st.next_obs)), t)
-        ep_return = a.ep_return + st.reward
-        out = Collected(jnp.sum(jnp.where(st.done, ep_return, 0.0)),
-                        jnp.sum(st.done.astype(jnp.float32)))
-        actor = Actor(buffer, st.state, st.obs, jnp.where(st.done, 0.0, ep_return))
-        return state._replace(actor=actor), Feed(buffer, t + 1), out
+        ep_return, finished, n_finished = qteacher.episodes(a.ep_return, st)
+        actor = Actor(buffer, st.state, st.obs, ep_return)
+        return state._replace(actor=actor), Feed(buffer, t + 1), Collected(finished, n_finished)
 
     def learn(learner: loop.Learner, _ctx, feed: Feed, t: jax.Array, j: jax.Array, key):
         u = (t - cfg.warmup_iterations) * cfg.updates_per_step    # updates done before t
         return td_update(learner, feed.buffer, feed.written, key, u + j)
 
-    def score(params, _state, _ctx, key) -> loop.Score:
-        return loop.Score(eval_rollout(params, key)["returns"].mean(), {})
-
-    def summarise(c: Collected, means: TDStep, _learning, ts) -> dict:
-        n = c.n_finished.sum()
-        return {"loss": means.loss, "q_mean": means.q_mean,
-                "train_return": jnp.where(n > 0, c.finished.sum() / jnp.maximum(n, 1), jnp.nan),
-                "episodes": n, "epsilon": epsilon(cfg, ts[-1])}
-
-    def final(params, _ctx, key):
-        return final_rollout(params, key)
-
-    zero = jnp.float32(0.0)
-    system = loop.System(
-        schedule=loop.Schedule.of(cfg), init=init, collect_keys=3, collect=collect,
-        collect_idle=Collected(zero, zero), learn=learn, learn_skipped=TDStep(zero, zero),
-        evaluated=lambda params: params, score=score if eval_rollout is not None else None,
-        summarise=summarise, final=final)
+    system = qteacher.system(cfg, parts, init=init, collect_keys=3, collect=collect, learn=learn)
 
     def updates_only(n: int):
         """n gradient updates on the state's buffer, nothing else (`make bench`'s loop
@@ -150,4 +116,4 @@ def make(cfg: TeacherConfig, env: envs.Env) -> DQN:
 
         return run
 
-    return DQN(system, env, net_spec, layout, td_update, updates_only)
+    return DQN(system, env, parts.net_spec, layout, td_update, updates_only)

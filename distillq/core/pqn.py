@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from distillq.config import TeacherConfig
-from distillq.core import envs, explore, loop, networks, replay, rollout, td
+from distillq.core import envs, explore, loop, qteacher, replay
 
 
 class Actor(NamedTuple):
@@ -45,14 +45,7 @@ class Rollout(NamedTuple):
     order: jax.Array          # [pqn_epochs, N] the states' order in each epoch
 
 
-class Collected(NamedTuple):
-    finished: jax.Array       # summed return of the episodes that ended in the rollout
-    n_finished: jax.Array
-
-
-class QStep(NamedTuple):
-    loss: jax.Array
-    q_mean: jax.Array
+Collected, QStep = qteacher.Collected, qteacher.QStep
 
 
 class PQN(NamedTuple):
@@ -81,22 +74,14 @@ def lambda_returns(reward: jax.Array, terminated: jax.Array, done: jax.Array,
 
 
 def make(cfg: TeacherConfig, env: envs.Env) -> PQN:
-    net_spec = networks.spec(cfg.network, cfg.activation, env.obs_shape, env.num_actions,
-                             envs.input_scaling(env) if cfg.obs_norm == "bounds" else None)
-    net = networks.build(net_spec)
-    apply = net.apply
-    tx = td.optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)
+    parts = qteacher.parts(cfg, env)
+    apply, tx = parts.apply, parts.tx
     E, T, M = cfg.num_envs, cfg.pqn_steps, cfg.pqn_minibatches
     N = E * T
     mb = N // M
-    eval_rollout = (rollout.make_rollout(env, apply, cfg.eval_episodes)
-                    if cfg.eval_episodes > 0 else None)
-    final_rollout = rollout.make_rollout(env, apply, cfg.final_episodes)
 
     def init(key: jax.Array, _ctx: Any = None) -> loop.LoopState:
-        k_net, k_env, k_run = jax.random.split(key, 3)
-        params = networks.init(net, k_net, env.obs_shape)
-        obs, env_state = envs.reset(env, jax.random.split(k_env, E))
+        params, obs, env_state, k_run = qteacher.start(parts, env, E, key)
         return loop.start(system, loop.Learner(params, None, tx.init(params)),
                           Actor(env_state, obs, jnp.zeros((E,), jnp.float32)), k_run)
 
@@ -109,11 +94,10 @@ def make(cfg: TeacherConfig, env: envs.Env) -> PQN:
             k_eps, k_rand, k_env = jax.random.split(k, 3)
             action = explore.epsilon_greedy(k_eps, k_rand, apply(params, a.obs), eps)
             st = envs.step(env, jax.random.split(k_env, E), a.env_state, action)
-            ep_return = a.ep_return + st.reward
-            out = (a.obs, action, st.reward, st.terminated, st.done, st.next_obs,
-                   jnp.sum(jnp.where(st.done, ep_return, 0.0)),
-                   jnp.sum(st.done.astype(jnp.float32)))
-            return Actor(st.state, st.obs, jnp.where(st.done, 0.0, ep_return)), out
+            ep_return, finished, n_finished = qteacher.episodes(a.ep_return, st)
+            out = (a.obs, action, st.reward, st.terminated, st.done, st.next_obs, finished,
+                   n_finished)
+            return Actor(st.state, st.obs, ep_return), out
 
         actor, (obs, action, reward, term, done, next_obs, fin, n_fin) = jax.lax.scan(
             step, state.actor, jax.random.split(k_act, T))
@@ -139,22 +123,5 @@ def make(cfg: TeacherConfig, env: envs.Env) -> PQN:
         return (loop.Learner(optax.apply_updates(learner.params, upd), None, opt_state),
                 QStep(loss, q_mean))
 
-    def score(params, _state, _ctx, key) -> loop.Score:
-        return loop.Score(eval_rollout(params, key)["returns"].mean(), {})
-
-    def summarise(c: Collected, means: QStep, _learning, ts) -> dict:
-        n = c.n_finished.sum()
-        return {"loss": means.loss, "q_mean": means.q_mean,
-                "train_return": jnp.where(n > 0, c.finished.sum() / jnp.maximum(n, 1), jnp.nan),
-                "episodes": n, "epsilon": explore.epsilon(cfg, ts[-1])}
-
-    def final(params, _ctx, key):
-        return final_rollout(params, key)
-
-    zero = jnp.float32(0.0)
-    system = loop.System(
-        schedule=loop.Schedule.of(cfg), init=init, collect_keys=2, collect=collect,
-        collect_idle=Collected(zero, zero), learn=learn, learn_skipped=QStep(zero, zero),
-        evaluated=lambda params: params, score=score if eval_rollout is not None else None,
-        summarise=summarise, final=final)
-    return PQN(system, env, net_spec, replay.Layout(env.obs_shape, env.binary_obs))
+    system = qteacher.system(cfg, parts, init=init, collect_keys=2, collect=collect, learn=learn)
+    return PQN(system, env, parts.net_spec, replay.Layout(env.obs_shape, env.binary_obs))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import probes
 import pytest
-from helpers import chunk, same_tree, tiny_distill, tiny_teacher
+from helpers import chunk, same_tree, tiny_distill, tiny_teacher, trained_q
 
 from distillq.core import distill, dqn, loop, networks, replay
 
@@ -25,14 +25,7 @@ PROBE = dict(network="linear", num_envs=8, total_steps=8 * 400, learning_starts=
 
 def train_probe(env, **kw):
     cfg = tiny_teacher(**{**PROBE, **kw})
-    tr = dqn.make(cfg, env)
-    state = jax.jit(tr.system.init)(jax.random.PRNGKey(0))
-    run = chunk(tr.system)
-    for c in range(cfg.total_iterations // cfg.chunk_steps):
-        state, _ = run(state, None, jnp.int32(c * cfg.chunk_steps))
-    net = networks.build(tr.net_spec)
-    return lambda obs: np.asarray(net.apply(state.learner.params,
-                                            jnp.asarray(obs, jnp.float32)))
+    return trained_q(dqn.make(cfg, env), cfg)
 
 
 def test_probe_one_step_reward():

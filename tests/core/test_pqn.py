@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import probes
 import pytest
-from helpers import chunk, same_tree, tiny_teacher
+from helpers import chunk, same_tree, tiny_teacher, trained_q
 
 from distillq import config, registry
 from distillq.core import networks, pqn
@@ -56,15 +56,7 @@ PROBE = dict(network="linear", num_envs=16, total_steps=16 * 8 * 60, learning_st
 
 def train_probe(env, **kw):
     cfg = tiny_teacher(**{**PROBE, **kw})
-    algo = pqn.make(cfg, env)
-    state = jax.jit(algo.system.init)(jax.random.PRNGKey(0))
-    go = chunk(algo.system)
-    for c in range(0, cfg.total_iterations, cfg.chunk_iterations):
-        state, m = go(state, None, jnp.int32(c))
-        assert bool(m.finite)
-    net = networks.build(algo.net_spec)
-    return lambda obs: np.asarray(net.apply(state.learner.params,
-                                            jnp.asarray(obs, jnp.float32)))
+    return trained_q(pqn.make(cfg, env), cfg)
 
 
 def test_probe_one_step_reward():
