@@ -614,7 +614,8 @@ def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | 
                                   f"{', '.join(f'teacher.{a}' for a in (*registry.ALGOS, 'long'))}")
         env_values = {**env_values, **table.get(algo, {})}
         budget = str(over.get("budget") or (user or {}).get("budget")
-                     or env_values.get("budget") or cls.budget)
+                     or env_values.get("budget")
+                     or (layers[0][0] if layers else {}).get("budget") or cls.budget)
         if budget == "long":    # a strong teacher: no early stop unless [teacher.long] says
             env_values = {**env_values, "stop_return": "none", **table.get("long", {})}
     if env_values:

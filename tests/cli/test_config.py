@@ -175,6 +175,10 @@ def test_budget_long_takes_the_env_long_table_over_its_defaults(tmp_path, monkey
         .stop_return is None
     with pytest.raises(ConfigError, match="budget: must be one of target, long"):
         config.load("teacher", None, {"env": "Catch-bsuite", "budget": "huge"})
+    base = tmp_path / "teacher.toml"      # the defaults file picks it too, like algo
+    base.write_text('budget = "long"\n')
+    monkeypatch.setattr(config, "default_path", lambda kind: base)
+    assert config.load("teacher", None, {"env": "Catch-bsuite"}).total_steps == 9000
 
 
 def test_every_minatar_env_has_a_long_budget_without_an_early_stop():
