@@ -69,12 +69,18 @@ def _gif(env, states: list, returns: list[float], path: Path, max_frames: int) -
     matplotlib.use("Agg")
     from gymnax.visualize import Visualizer
 
+    from distillq.core import envs
+
     step = max(1, math.ceil(len(states) / max_frames))
     keep = list(range(0, len(states), step))
     if keep[-1] != len(states) - 1:
         keep.append(len(states) - 1)
     try:
-        Visualizer(env.env, env.params, [states[i] for i in keep],
+        game, params = env.env, env.params
+        if isinstance(game, envs.Sticky):    # draw the game's own states
+            game, params = game.inner, params.inner
+            states = [s.inner for s in states]
+        Visualizer(game, params, [states[i] for i in keep],
                    [returns[i] for i in keep]).animate(str(path))
     except Exception as e:  # noqa: BLE001 (gymnasium's renderer and its optional pygame)
         if "pygame" in str(e) or type(e).__name__ == "DependencyNotInstalled":

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from distillq import registry
 from distillq.errors import ConfigError
@@ -96,10 +97,64 @@ def make(name: str) -> Env:
     if name in registry.ENVS:
         e = registry.ENVS[name]
         env = _fast_env_class(e.module, e.cls)()
+        if e.family == "minatar":
+            env = Sticky(env)
         return from_gymnax(name, env, env.default_params, binary_obs=e.family == "minatar")
     check_name(name)
     env, params = _gymnax().make(name)
     return from_gymnax(name, env, params)
+
+
+@struct.dataclass
+class StickyParams:
+    """A MinAtar game's own params and `sticky`, the probability that the env repeats the
+    previous action instead of the chosen one (the original MinAtar package plays with 0.1;
+    gymnax's games and distillq's defaults with 0). A float field: `--env-param sticky=...`."""
+
+    inner: Any
+    sticky: float = 0.0
+
+    @property
+    def max_steps_in_episode(self):
+        return self.inner.max_steps_in_episode
+
+
+@struct.dataclass
+class StickyState:
+    inner: Any
+    last_action: jax.Array   # the action the env executed last (kept across episodes)
+
+
+class Sticky:
+    """Sticky actions over a gymnax env, as the original MinAtar package has them: with
+    probability `params.sticky` the env executes its previous action instead of the chosen
+    one, and the previous action is not reset between episodes (it starts at 0). The inner
+    env gets the step's own key, so sticky = 0 plays exactly the unwrapped env's episodes."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    @property
+    def default_params(self) -> StickyParams:
+        return StickyParams(self.inner.default_params)
+
+    def action_space(self, params: StickyParams):
+        return self.inner.action_space(params.inner)
+
+    def observation_space(self, params: StickyParams):
+        return self.inner.observation_space(params.inner)
+
+    def reset(self, key: jax.Array, params: StickyParams):
+        obs, state = self.inner.reset(key, params.inner)
+        return obs, StickyState(state, jnp.int32(0))
+
+    def step(self, key: jax.Array, state: StickyState, action: jax.Array,
+             params: StickyParams):
+        repeat = jax.random.uniform(jax.random.fold_in(key, 0x571C)) < params.sticky
+        executed = jnp.where(repeat, state.last_action, action).astype(jnp.int32)
+        obs, inner, reward, term, trunc, info = self.inner.step(key, state.inner, executed,
+                                                                params.inner)
+        return obs, StickyState(inner, executed), reward, term, trunc, info
 
 
 def check_name(name: str) -> None:

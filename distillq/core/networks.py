@@ -162,21 +162,36 @@ class MultiTaskMLP(nn.Module):
 def multitask_spec(hidden: list[int], activation: str, tasks: list[dict]) -> dict:
     """The spec of a multi-task network over `tasks` ({"env", "obs_shape", "num_actions",
     "input_norm"?} each)."""
-    width = max(math.prod(t["obs_shape"]) for t in tasks)
-    return {"type": "multitask", "hidden": list(hidden), "activation": activation,
-            "tasks": tasks, "in_dim": width + len(tasks)}
+    spec = {"type": "multitask", "hidden": list(hidden), "activation": activation,
+            "tasks": tasks}
+    frames = {tuple(t["obs_shape"][:2]) for t in tasks if len(t["obs_shape"]) == 3}
+    if len(frames) == 1 and all(len(t["obs_shape"]) == 3 for t in tasks):
+        # frames of one size (MinAtar games): channels zero-padded to the most channels,
+        # so a pixel is at the same input position in every game
+        (h, w), = frames
+        spec["channels"] = max(t["obs_shape"][2] for t in tasks)
+        width = h * w * spec["channels"]
+    else:
+        width = max(math.prod(t["obs_shape"]) for t in tasks)
+    return {**spec, "in_dim": width + len(tasks)}
 
 
 def encode(spec: dict, e: int, obs: jax.Array) -> jax.Array:
     """Env e's observations [..., *obs_shape] -> the shared input [..., D + k]: flattened,
-    scaled (input_norm), zero-padded to D, then the one-hot env id."""
+    scaled (input_norm), zero-padded to D, then the one-hot env id. Frames of one size
+    (spec "channels") are padded channel-wise before flattening instead."""
     task = spec["tasks"][e]
     shape = tuple(task["obs_shape"])
-    x = obs.reshape(*obs.shape[:obs.ndim - len(shape)], -1).astype(jnp.float32)
+    lead = obs.shape[:obs.ndim - len(shape)]
+    x = obs.reshape(*lead, -1).astype(jnp.float32)
     norm = task.get("input_norm")
     if norm is not None:
         x = (x - jnp.asarray(norm["shift"], jnp.float32)) * jnp.asarray(norm["scale"],
                                                                            jnp.float32)
+    if "channels" in spec:
+        x = x.reshape(*lead, *shape)
+        x = jnp.concatenate([x, jnp.zeros((*lead, *shape[:2], spec["channels"] - shape[2]),
+                                          jnp.float32)], -1).reshape(*lead, -1)
     k = len(spec["tasks"])
     pad = spec["in_dim"] - k - x.shape[-1]
     onehot = jnp.broadcast_to(jax.nn.one_hot(e, k, dtype=jnp.float32), (*x.shape[:-1], k))

@@ -22,6 +22,8 @@ MAX_POINTS = 1024
 # Fields gymnax computes from others at definition time: recomputed after a shift unless given.
 DERIVED = {"total_mass": (("masscart", "masspole"), lambda a, b: a + b),
            "polemass_length": (("masspole", "length"), lambda a, b: a * b)}
+# Params that are probabilities (MinAtar's sticky actions): a shift outside [0, 1] is refused.
+PROBABILITIES = ("sticky",)
 
 
 def parse_floats(name: str, text: str) -> list[float]:
@@ -78,6 +80,9 @@ def shifted_params(env_name: str, params: Any, values: dict[str, float]) -> Any:
         if name not in allowed:
             raise ConfigError(f"--env-param {name}: not a shiftable parameter of {env_name} "
                               f"(choose from: {', '.join(allowed) or 'none'})")
+    for name, v in values.items():
+        if name in PROBABILITIES and not 0.0 <= v <= 1.0:
+            raise ConfigError(f"--env-param {name}: a probability, between 0 and 1; got {v:g}")
     p = params.replace(**values)
     for field, (deps, fn) in DERIVED.items():
         if field in allowed and field not in values and all(d in allowed for d in deps):

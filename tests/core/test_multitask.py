@@ -57,6 +57,27 @@ def test_encode_keeps_leading_axes(two_envs):
     np.testing.assert_array_equal(many[1, 2], [1, 1, 1, 1, 1, 1, 0, 1])
 
 
+def test_frames_are_padded_channel_wise():
+    """Two games of 10x10 frames with 4 and 6 channels: a pixel's channels sit at the same
+    input positions in both (channels zero-padded to 6, then flattened), leading axes kept."""
+    games = [envs.make("Breakout-MinAtar"), envs.make("SpaceInvaders-MinAtar")]
+    spec = multitask.make_spec("16", "relu", games, "none")
+    assert spec["channels"] == 6 and spec["in_dim"] == 10 * 10 * 6 + 2
+    frame = np.zeros((10, 10, 4), np.float32)
+    frame[2, 7, 3] = 1.0                                    # row 2, column 7, channel 3
+    x = np.asarray(networks.encode(spec, 0, jnp.asarray(frame)[None, None]))
+    assert x.shape == (1, 1, 602)
+    hot = np.flatnonzero(x[0, 0])
+    np.testing.assert_array_equal(hot, [(2 * 10 + 7) * 6 + 3, 600])      # pixel, game 0
+    y = networks.encode(spec, 1, jnp.ones((10, 10, 6)))
+    np.testing.assert_array_equal(np.asarray(y), [1.0] * 600 + [0.0, 1.0])
+    # a multi-task network over frames: (600 + 2) -> 16, heads of 3 and 4 actions
+    assert networks.param_count(spec) == (602 * 16 + 16) + (16 * 3 + 3) + (16 * 4 + 4)
+    # frames with a vector env: flat zero-padding as before
+    mixed = multitask.make_spec("16", "relu", [games[0], envs.make("CartPole-v1")], "none")
+    assert "channels" not in mixed and mixed["in_dim"] == 400 + 2
+
+
 def test_mean_retention_by_hand():
     refs = jnp.asarray([[500.0, 20.0], [-80.0, -500.0], [10.0, 30.0]])   # [teacher, random]
     mean, per = multitask.mean_retention(refs, jnp.asarray([260.0, -290.0, 50.0]))
