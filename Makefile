@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint golden lock bench bench-minatar teachers study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond mutation deploy clean
+.PHONY: setup run test test-fast lint golden lock bench bench-minatar teachers study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond study-minatar mutation deploy clean
 
 # Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
 # without touching them. pyproject.toml keeps the ranges, for library users.
@@ -105,3 +105,11 @@ study-robust: setup
 	$(PY) scripts/beyond_study.py robustness
 study-beyond: setup
 	$(PY) scripts/beyond_study.py all
+
+# Game AI on MinAtar (README "Game AI"): one command per question (frontier, robust, time,
+# grid, qdagger, multitask), 8 students per cell, 95% CIs; all of them: make study-minatar
+# (~3 h on a 2-core CPU, teachers included); results/study-minatar/<question>.md
+study-minatar: setup
+	$(PY) scripts/minatar_study.py all
+study-minatar-%: setup
+	$(PY) scripts/minatar_study.py $*
