@@ -26,6 +26,12 @@ class Interrupted(Exception):
         self.resume_cmd = resume_cmd
 
 
+class ParityError(DistillqError):
+    """An exported artefact disagrees with distillq's own forward pass (nothing is written)."""
+
+    exit_code = 1
+
+
 class DivergedError(DistillqError):
     """Loss or parameters became NaN/Inf."""
 

@@ -138,3 +138,46 @@ def test_render_side_by_side_gif(runs, tmp_path):
                                 "--gifs", str(tmp_path)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr[-2000:]
     assert "](../r.gif)" in (tmp_path / "rep" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("net,shape", [("16,8+ln", (4,)), ("cnn:3,8+ln", (10, 10, 4))])
+@pytest.mark.parametrize("fmt", ["numpy", "c", "onnx"])
+def test_layer_norm_networks_export_exactly(net, shape, fmt, tmp_path):
+    """LayerNorm (PQN's `+ln` networks) in every format, with its scale and bias far from
+    their initial 1 and 0 so that dropping or misplacing any part of it shows."""
+    import jax
+
+    from distillq.core import networks
+
+    if fmt == "c" and c_format.c_compiler() is None:
+        pytest.skip("no C compiler (cc, gcc or clang) on this machine")
+    spec = networks.spec(net, "relu", shape, 2)
+    params = networks.init(networks.build(spec), jax.random.PRNGKey(0), (1, *shape))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda x: np.asarray(x) + rng.normal(0, 0.5, x.shape)
+                          .astype(np.float32), params)
+    assert any("norm" in k for k in params["params"])
+    layers = program.lower(spec, params)
+    obs = (rng.integers(0, 2, (500, *shape)) if len(shape) == 3     # frames are 0/1
+           else rng.normal(0, 1, (500, *shape))).astype(np.float32)
+    ref = export_cmd.reference_q(spec, params, obs)
+    np.testing.assert_allclose(program.numpy_forward(layers, obs), ref, rtol=1e-4, atol=1e-4)
+    form = export_cmd.FORMATS[fmt]
+    files = form.write(layers, spec, tmp_path)
+    par = export_cmd.parity(ref, form.q_values(tmp_path, files, obs))
+    assert par["ok"] and par["action_mismatches"] == 0, par
+    back = program.to_params(layers, spec)          # what int8 parity evaluates
+    np.testing.assert_allclose(export_cmd.reference_q(spec, back, obs), ref, rtol=1e-5)
+
+
+def test_a_failed_parity_check_exits_1_and_writes_nothing(runs, tmp_path, monkeypatch):
+    """An artefact that disagrees with distillq's forward pass is an error, not a warning."""
+    from distillq.errors import ParityError
+
+    good = export_cmd.FORMATS["numpy"]
+    monkeypatch.setitem(export_cmd.FORMATS, "numpy", good._replace(
+        q_values=lambda d, f, obs: -good.q_values(d, f, obs)))
+    with pytest.raises(ParityError, match="disagrees") as e:
+        export_cmd.run(str(runs / "t"), "numpy", str(tmp_path / "e"), states=200)
+    assert e.value.exit_code == 1
+    assert not (tmp_path / "e").exists() and not list(tmp_path.glob(".e.tmp-*"))

@@ -22,7 +22,7 @@ import numpy as np
 
 from distillq.commands.export import c_format, numpy_format, onnx_format
 from distillq.commands.export.program import dequantised, lower, numpy_forward, quantise, to_params
-from distillq.errors import ConfigError, RunDirError
+from distillq.errors import ConfigError, ParityError, RunDirError
 
 
 class Format(NamedTuple):
@@ -252,6 +252,12 @@ def _export(run, layers, spec, one, fmt, out_dir: Path, final: Path, seed_index:
     why_not = form.runnable()
     result["parity"] = ({"skipped": why_not} if why_not is not None
                         else parity(q_ref, form.q_values(out_dir, files, obs)))
+    par = result["parity"]
+    if not par.get("ok", True):
+        raise ParityError(f"the {fmt} export disagrees with distillq's forward pass: "
+                          f"{par['action_mismatches']} action mismatches on "
+                          f"{par['decided_states']:,} decided states, max relative Q error "
+                          f"{par['max_rel_q_error']:.2e}; nothing written")
     if bench:
         result["latency_us"] = bench_latency(spec, one, layers, form, files, out_dir, obs)
     if int8:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distillq.commands.export.program import LN_EPS
 from distillq.errors import ConfigError, RunDirError
 
 _C_ACTS = {"relu": "v > 0.0f ? v : 0.0f", "tanh": "tanhf(v)",
@@ -68,8 +69,13 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
             decls.append(_c_array(f"L{i}_s", layer[wkey + "_scale"], "float"))
         decls.append(_c_array(f"L{i}_b", layer["b" if op == "dense" else "bias"], "float"))
         wexpr = f"L{i}_w[{{idx}}] * L{i}_s[{{o}}]" if quant else f"L{i}_w[{{idx}}]"
-        act = ("" if layer["act"] is None else
-               f" {{ float v = acc; acc = {_C_ACTS[layer['act']]}; }}")
+        ln = "ln_scale" in layer      # LayerNorm over the outputs, then the activation
+        act_of = ("" if layer["act"] is None else
+                  f" {{ float v = acc; acc = {_C_ACTS[layer['act']]}; }}")
+        act = "" if ln else act_of
+        if ln:
+            decls.append(_c_array(f"L{i}_g", layer["ln_scale"], "float"))
+            decls.append(_c_array(f"L{i}_beta", layer["ln_bias"], "float"))
         if op == "dense":
             n_in, n_out = layer["w"].shape
             code.append(f"""    for (int o = 0; o < {n_out}; o++) {{
@@ -78,8 +84,10 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
                                                                       o="o")};
        {act}
         y[o] = acc;
-    }}
-    {{ float *t = x; x = y; y = t; }}""")
+    }}""")
+            if ln:
+                code.append(_c_layer_norm(i, 1, n_out, act_of))
+            code.append("    { float *t = x; x = y; y = t; }")
         else:
             kh, kw, c_in, f = layer["kernel"].shape
             hh, ww = layer["in_shape"][0], layer["in_shape"][1]
@@ -93,8 +101,10 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
             acc += x[((r + a) * {ww} + (s + b)) * {c_in} + c] * {wexpr.format(idx=idx, o="o")};
        {act}
         y[(r * {ow} + s) * {f} + o] = acc;
-    }}
-    {{ float *t = x; x = y; y = t; }}""")
+    }}""")
+            if ln:
+                code.append(_c_layer_norm(i, oh * ow, f, act_of))
+            code.append("    { float *t = x; x = y; y = t; }")
     first = "" if layers[0]["op"] == "scale" else (
         f"    for (int j = 0; j < {obs_dim}; j++) x[j] = obs[j];")
     header = f"""/* distillq policy ({spec['type']}, activation {act_fn}): generated, do not edit.
@@ -133,6 +143,23 @@ int act(const float *obs) {{
     (out / f"{name}.h").write_text(header)
     (out / f"{name}.c").write_text(source)
     return [out / f"{name}.h", out / f"{name}.c"]
+
+
+def _c_layer_norm(i: int, groups: int, n: int, act: str) -> str:
+    """y's `groups` consecutive groups of n values, each normalised (mean 0, variance 1, eps
+    as flax's), scaled and shifted per value, then activated."""
+    return f"""    for (int g = 0; g < {groups}; g++) {{
+        float *z = y + g * {n}, m = 0.0f, var = 0.0f;
+        for (int o = 0; o < {n}; o++) m += z[o];
+        m /= {n}.0f;
+        for (int o = 0; o < {n}; o++) var += (z[o] - m) * (z[o] - m);
+        float inv = 1.0f / sqrtf(var / {n}.0f + {_c_float(LN_EPS)});
+        for (int o = 0; o < {n}; o++) {{
+            float acc = (z[o] - m) * inv * L{i}_g[o] + L{i}_beta[o];
+           {act}
+            z[o] = acc;
+        }}
+    }}"""
 
 
 def c_compiler() -> str | None:

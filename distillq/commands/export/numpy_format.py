@@ -36,6 +36,14 @@ class Policy:
         scale = self.arrays.get(f"{{i}}_{{key}}_scale")
         return w.astype(np.float32) if scale is None else w.astype(np.float32) * scale
 
+    def _ln(self, i, x):
+        scale = self.arrays.get(f"{{i}}_ln_scale")
+        if scale is None:
+            return x
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-6) * scale + self.arrays[f"{{i}}_ln_bias"]
+
     def q(self, obs):
         x = np.asarray(obs, np.float32)
         n, shape = x.shape[0], x.shape
@@ -50,12 +58,13 @@ class Policy:
                 h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
                 cols = np.concatenate([x[:, a:a + h, b:b + w, :] for a in range(kh)
                                        for b in range(kw)], axis=-1)
-                x = ACTS[layer["act"]](cols @ k.reshape(-1, k.shape[-1])
-                                       + self.arrays[f"{{i}}_bias"])
+                x = ACTS[layer["act"]](self._ln(i, cols @ k.reshape(-1, k.shape[-1])
+                                                + self.arrays[f"{{i}}_bias"]))
             elif op == "flatten":
                 x = x.reshape(n, -1)
             else:
-                x = ACTS[layer["act"]](x @ self._w(i, "w") + self.arrays[f"{{i}}_b"])
+                x = ACTS[layer["act"]](self._ln(i, x @ self._w(i, "w")
+                                                + self.arrays[f"{{i}}_b"]))
         return x
 
     def act(self, obs):

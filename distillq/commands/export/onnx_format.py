@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distillq.commands.export.program import dequantised
+from distillq.commands.export.program import LN_EPS, dequantised
 from distillq.errors import ConfigError
 
 
@@ -45,6 +45,16 @@ def write_onnx(layers: list[dict], spec: dict, out: Path) -> list[Path]:
             nodes.append(helper.make_node("Mul", [x, f"sg{i}"], [y]))
         return y
 
+    def ln(i: int, layer: dict, x: str) -> str:
+        """The layer's LayerNorm over the last axis (opset 17), if it has one."""
+        if "ln_scale" not in layer:
+            return x
+        nodes.append(helper.make_node(
+            "LayerNormalization", [x, const(f"g{i}", layer["ln_scale"]),
+                                   const(f"beta{i}", layer["ln_bias"])], [f"ln{i}"],
+            axis=-1, epsilon=LN_EPS))
+        return f"ln{i}"
+
     for i, layer in enumerate(layers):
         op = layer["op"]
         if op == "scale":
@@ -63,7 +73,7 @@ def write_onnx(layers: list[dict], spec: dict, out: Path) -> list[Path]:
                 kernel_shape=[k.shape[0], k.shape[1]], pads=[0, 0, 0, 0], strides=[1, 1]))
             nodes.append(helper.make_node("Transpose", [f"conv{i}"], [f"nhwc{i}"],
                                           perm=[0, 2, 3, 1]))
-            cur = act(i, layer["act"], f"nhwc{i}")
+            cur = act(i, layer["act"], ln(i, layer, f"nhwc{i}"))
         elif op == "flatten":
             nodes.append(helper.make_node(
                 "Reshape", [cur, const(f"flat{i}", np.array([-1, layer["size"]], np.int64))],
@@ -74,7 +84,7 @@ def write_onnx(layers: list[dict], spec: dict, out: Path) -> list[Path]:
                                           [f"mm{i}"]))
             nodes.append(helper.make_node("Add", [f"mm{i}", const(f"b{i}", layer["b"])],
                                           [f"lin{i}"]))
-            cur = act(i, layer["act"], f"lin{i}")
+            cur = act(i, layer["act"], ln(i, layer, f"lin{i}"))
     nodes.append(helper.make_node("Identity", [cur], ["q"]))
     nodes.append(helper.make_node("ArgMax", ["q"], ["action"], axis=1, keepdims=0))
     graph = helper.make_graph(

@@ -1,6 +1,8 @@
 """A network lowered to a flat list of layers, the form every export format is generated from:
 an optional input scaling (the spec's `input_norm`, so every artefact takes raw observations),
-a convolution (CNN), dense layers with their activation, and the Q head. The same list with
+a convolution (CNN), dense layers with their activation, and the Q head. A network with
+LayerNorm (`+ln`) carries it on its conv and hidden layers: `ln_scale` / `ln_bias`, applied
+over the layer's last axis before the activation (eps LN_EPS, as flax's). The same list with
 int8 weights and per-output-channel scales is the quantised policy; `numpy_forward` runs a
 list and is the reference every format is checked against.
 """
@@ -13,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from distillq.errors import RunDirError
+
+LN_EPS = 1e-6     # flax.linen.LayerNorm's default
 
 
 def lower(spec: dict, params: Any) -> list[dict]:
@@ -31,11 +35,17 @@ def lower(spec: dict, params: Any) -> list[dict]:
     if norm is not None:
         layers.append({"op": "scale", "shift": np.asarray(norm["shift"], np.float32),
                        "scale": np.asarray(norm["scale"], np.float32)})
+    ln = bool(spec.get("layer_norm", False))
+
+    def norm(name: str) -> dict:
+        return ({"ln_scale": np.asarray(p[name]["scale"], np.float32),
+                 "ln_bias": np.asarray(p[name]["bias"], np.float32)} if ln else {})
+
     if kind == "cnn":
         k = np.asarray(p["conv"]["kernel"], np.float32)            # [kh, kw, C, F]
         layers.append({"op": "conv", "kernel": k, "bias": np.asarray(p["conv"]["bias"],
                                                                       np.float32),
-                       "act": act, "in_shape": shape})
+                       "act": act, "in_shape": shape, **norm("conv_norm")})
         h, w = shape[0] - k.shape[0] + 1, shape[1] - k.shape[1] + 1
         shape = [h, w, k.shape[3]]
     layers.append({"op": "flatten", "size": int(math.prod(shape))})
@@ -43,7 +53,8 @@ def lower(spec: dict, params: Any) -> list[dict]:
     for i in range(n_hidden):
         d = p[f"hidden_{i}"]
         layers.append({"op": "dense", "w": np.asarray(d["kernel"], np.float32),
-                       "b": np.asarray(d["bias"], np.float32), "act": act})
+                       "b": np.asarray(d["bias"], np.float32), "act": act,
+                       **norm(f"norm_{i}")})
     layers.append({"op": "dense", "w": np.asarray(p["q"]["kernel"], np.float32),
                    "b": np.asarray(p["q"]["bias"], np.float32), "act": None})
     return layers
@@ -86,10 +97,14 @@ def to_params(layers: list[dict], spec: dict) -> dict:
     dense = [x for x in layers if x["op"] == "dense"]
     for i, d in enumerate(dense[:-1]):
         p[f"hidden_{i}"] = {"kernel": d["w"], "bias": d["b"]}
+        if "ln_scale" in d:
+            p[f"norm_{i}"] = {"scale": d["ln_scale"], "bias": d["ln_bias"]}
     p["q"] = {"kernel": dense[-1]["w"], "bias": dense[-1]["b"]}
     conv = [x for x in layers if x["op"] == "conv"]
     if conv:
         p["conv"] = {"kernel": conv[0]["kernel"], "bias": conv[0]["bias"]}
+        if "ln_scale" in conv[0]:
+            p["conv_norm"] = {"scale": conv[0]["ln_scale"], "bias": conv[0]["ln_bias"]}
     return {"params": p}
 
 
@@ -114,14 +129,23 @@ def numpy_forward(layers: list[dict], obs: np.ndarray) -> np.ndarray:
             cols = np.concatenate([x[:, i:i + h, j:j + w, :] for i in range(kh)
                                    for j in range(kw)], axis=-1)
             x = cols @ k.reshape(-1, k.shape[-1]) + layer["bias"]
-            x = _np_act(layer["act"], x)
+            x = _np_act(layer["act"], _np_ln(layer, x))
         elif op == "flatten":
             x = x.reshape(n, -1)
         else:
             w = layer["w"].astype(np.float32) * layer.get("w_scale", 1.0)
             x = x @ w + layer["b"]
-            x = _np_act(layer["act"], x)
+            x = _np_act(layer["act"], _np_ln(layer, x))
     return x
+
+
+def _np_ln(layer: dict, x: np.ndarray) -> np.ndarray:
+    """The layer's LayerNorm over the last axis, if it has one."""
+    if "ln_scale" not in layer:
+        return x
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + LN_EPS) * layer["ln_scale"] + layer["ln_bias"]
 
 
 def _np_act(name: str | None, x: np.ndarray) -> np.ndarray:
