@@ -36,6 +36,7 @@ TEACHER_SEEDS = 4
 SEEDS = 8                      # 2 initialisations x 4 teacher seeds
 BAR = 0.95
 LADDER = ("32", "16", "8", "4", "linear")     # MLP hidden sizes, then no hidden layer
+CNN_LADDER = ("cnn:4,8", "cnn:2,8")     # CNN students (slow on a CPU: --cnn-games only)
 # the students' recipe (README "Game AI"): KL to the teacher's sharpened policy (Rusu et al.'s
 # tau = 0.01; on Breakout a 16-unit student agreed with its teacher on 94-96% of the states
 # against 79-86% with Hinton's T = 2), the teacher's policy mixed with the student's while
@@ -138,7 +139,8 @@ def frontier(st: Study, args) -> None:
     for env in args.games:
         t_dir = st.teacher(env)
         t_meta = _meta(t_dir)
-        rows = frontier_cells(st, env, t_dir)
+        rows = frontier_cells(st, env, t_dir,
+                              LADDER + (CNN_LADDER if env in args.cnn_games else ()))
         data[env] = {"teacher": {"network": t_meta["network"],
                                  "params": t_meta["params_per_seed"],
                                  "returns": [r["mean"] for r in
@@ -160,7 +162,8 @@ def frontier(st: Study, args) -> None:
                            f"({100 * best['share']:.1f}%) | {us_s:.2f} / {us_t:.2f} "
                            f"({us_t / us_s:.1f}× faster) |")
         else:
-            summary.append(f"| {env} | none of {', '.join(LADDER)} | - | - |")
+            summary.append(f"| {env} | none of {', '.join(r['network'] for r in rows)} | - "
+                           "| - |")
     lines = ["Students of each game's default 4-seed teacher: KL to the teacher's policy at "
              "tau = 0.01 (Rusu), mixed "
              "collection, 200k env steps, 8 students per size (2 initialisations per teacher "
@@ -220,7 +223,7 @@ def robust(st: Study, args) -> None:
         "|---|---|" + "---|" * len(STICKY)]
     for env in args.games:
         t_dir = st.teacher(env)
-        nets = [n for n in LADDER if _complete(st.runs / f"{env}-{_slug(n)}")]
+        nets = [n for n in LADDER + CNN_LADDER if _complete(st.runs / f"{env}-{_slug(n)}")]
         runs = [st.runs / f"{env}-{_slug(n)}" for n in nets]
         ev = evaluate_cmd.run([str(t_dir), *map(str, runs)], episodes=args.episodes,
                               shifts=shifts)["results"]
@@ -491,6 +494,8 @@ def main(argv=None) -> int:
     ap.add_argument("--games", default=",".join(GAMES))
     ap.add_argument("--teacher-dir", action="append", default=[], metavar="GAME=RUN",
                     help="reuse a 4-seed teacher run for GAME")
+    ap.add_argument("--cnn-games", default="Breakout-MinAtar", help="frontier: games that "
+                    "also get CNN students")
     ap.add_argument("--episodes", type=int, default=100, help="robust: per seed and p")
     ap.add_argument("--weak-steps", type=int, default=1_000_000, help="qdagger: the weak "
                     "teacher's env steps (10%% of its 10M budget)")
@@ -503,6 +508,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.games = args.games.split(",")
     args.grid_games = args.grid_games.split(",")
+    args.cnn_games = args.cnn_games.split(",")
     args.mt_widths = [int(x) for x in args.mt_widths.split(",")]
     args.time_students = args.time_students.split(",")
     from distillq import _setup
