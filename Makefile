@@ -108,7 +108,7 @@ study-beyond: setup
 
 # Game AI on MinAtar (README "Game AI"): one command per question (frontier, robust, time,
 # grid, qdagger, multitask), 8 students per cell, 95% CIs; all of them: make study-minatar
-# (~3 h on a 2-core CPU, teachers included); results/study-minatar/<question>.md
+# (~4 h on a 2-core CPU, teachers included); results/study-minatar/<question>.md
 study-minatar: setup
 	$(PY) scripts/minatar_study.py all
 study-minatar-%: setup

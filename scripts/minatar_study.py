@@ -219,6 +219,7 @@ def plot_frontier(data: dict, path: Path) -> None:
 
 
 STICKY = (0.0, 0.1, 0.25)
+ROBUST_NETS = ("64", "32", "24", "16")     # the frontier's students around each game's bar
 
 
 def robust(st: Study, args) -> None:
@@ -234,8 +235,7 @@ def robust(st: Study, args) -> None:
         "|---|---|" + "---|" * len(STICKY)]
     for env in args.games:
         t_dir = st.teacher(env)
-        nets = [n for n in LADDERS.get(env, LADDER) + CNN_LADDER
-                if _complete(st.runs / f"{env}-{_slug(n)}")]
+        nets = [n for n in ROBUST_NETS if _complete(st.runs / f"{env}-{_slug(n)}")]
         runs = [st.runs / f"{env}-{_slug(n)}" for n in nets]
         ev = evaluate_cmd.run([str(t_dir), *map(str, runs)], episodes=args.episodes,
                               shifts=shifts)["results"]
