@@ -284,7 +284,7 @@ def distill_time(st: Study, args) -> None:
     (stopped at its target) and a strong one (`--budget long`), whole process and training
     alone; the student stops once every seed's in-training evaluation reaches 95%."""
     rows, lines = [], []
-    for env in args.games:
+    for env in args.time_games:
         for kind in ("default", "long"):
             if kind == "default":
                 t_dir = st.teacher(env)
@@ -518,10 +518,13 @@ def main(argv=None) -> int:
     ap.add_argument("--grid-games", default="Breakout-MinAtar,SpaceInvaders-MinAtar")
     ap.add_argument("--grid-steps", type=int, default=100_000)
     ap.add_argument("--time-students", default="32", help="time: student networks")
+    ap.add_argument("--time-games", default="Breakout-MinAtar", help="time: games (each "
+                    "trains a strong teacher, 6-15 min)")
     args = ap.parse_args(argv)
     args.games = args.games.split(",")
     args.grid_games = args.grid_games.split(",")
     args.cnn_games = args.cnn_games.split(",")
+    args.time_games = args.time_games.split(",")
     args.mt_widths = [int(x) for x in args.mt_widths.split(",")]
     args.time_students = args.time_students.split(",")
     from distillq import _setup
