@@ -72,7 +72,7 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
         ln = "ln_scale" in layer      # LayerNorm over the outputs, then the activation
         act_of = ("" if layer["act"] is None else
                   f" {{ float v = acc; acc = {_C_ACTS[layer['act']]}; }}")
-        act = "" if ln else act_of
+        act = ""     # activations in their own pass: keeps the output loop vectorisable
         if ln:
             decls.append(_c_array(f"L{i}_g", layer["ln_scale"], "float"))
             decls.append(_c_array(f"L{i}_beta", layer["ln_bias"], "float"))
@@ -87,6 +87,8 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
     }}""")
             if ln:
                 code.append(_c_layer_norm(i, 1, n_out, act_of))
+            elif act_of:
+                code.append(_c_activation(n_out, act_of))
             code.append("    { float *t = x; x = y; y = t; }")
         else:
             kh, kw, c_in, f = layer["kernel"].shape
@@ -104,6 +106,8 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
     }}""")
             if ln:
                 code.append(_c_layer_norm(i, oh * ow, f, act_of))
+            elif act_of:
+                code.append(_c_activation(oh * ow * f, act_of))
             code.append("    { float *t = x; x = y; y = t; }")
     first = "" if layers[0]["op"] == "scale" else (
         f"    for (int j = 0; j < {obs_dim}; j++) x[j] = obs[j];")
@@ -143,6 +147,16 @@ int act(const float *obs) {{
     (out / f"{name}.h").write_text(header)
     (out / f"{name}.c").write_text(source)
     return [out / f"{name}.h", out / f"{name}.c"]
+
+
+def _c_activation(n: int, act: str) -> str:
+    """The activation over y's first n values, as a pass of its own (an activation inside
+    the output loop kept compilers from vectorising that loop across outputs)."""
+    return f"""    for (int o = 0; o < {n}; o++) {{
+        float acc = y[o];
+       {act}
+        y[o] = acc;
+    }}"""
 
 
 def _c_layer_norm(i: int, groups: int, n: int, act: str) -> str:
