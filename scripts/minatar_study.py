@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import beyond_study  # noqa: E402
 from beyond_study import _ci, _num, _pct, retentions  # noqa: E402
 from study import _clear, _complete  # noqa: E402
 
@@ -49,11 +50,9 @@ RECIPE = {"loss": ("kl",), "kl_mode": "rusu", "temp": (0.01,), "collect": "mixed
           "total_steps": 200_000}
 
 
-class Study:
-    def __init__(self, out: Path, given: dict[str, str]):
-        self.out, self.given = out, given
-        self.runs = out / "runs"
-        self.runs.mkdir(parents=True, exist_ok=True)
+class Study(beyond_study.Study):
+    """beyond_study's cells (8 students each, reused when complete), with 4-seed teachers
+    and this study's own table footer."""
 
     def teacher(self, env: str, over: dict | None = None, label: str = "teacher") -> Path:
         from distillq import config
@@ -70,23 +69,6 @@ class Study:
             train_cmd.run(cfg, out=str(d), show_progress=False)
             print(f"{d.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         return d
-
-    def distil(self, label: str, teachers: list[Path], over: dict, env: str | None,
-               seeds: int = SEEDS) -> dict:
-        """A cell of `seeds` students (reused when complete); its meta.json."""
-        from distillq import config
-        from distillq.commands import distill as distill_cmd
-        from distillq.runs import store
-
-        d = self.runs / label
-        if not _complete(d):
-            _clear(d)
-            t0 = time.perf_counter()
-            cfg = config.load("distill", None, over, env=env)
-            distill_cmd.run(cfg, [str(t) for t in teachers], seeds=seeds, out=str(d),
-                            show_progress=False)
-            print(f"{label}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        return store.read_meta(d)
 
     def write(self, name: str, lines: list[str], data: dict, wall: float) -> None:
         lines = [*lines, "", f"{wall / 60:.1f} min on this machine for this table (cells "
