@@ -77,13 +77,17 @@ def test_sticky_is_the_minatar_shift_and_a_probability(breakout):
         robustness.shifted_params("CartPole-v1", cartpole.params, {"sticky": 0.1})
 
 
-def _policy():
-    import importlib.util
+def _policy(tmp_path):
+    """The student as the NumPy export writes it today: its committed weights (policy.npz)
+    beside the exporter's current policy.py."""
+    import shutil
 
-    spec = importlib.util.spec_from_file_location("exported_policy", POLICY / "policy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.Policy(str(POLICY / "policy.npz"))
+    from distillq.commands.export import numpy_format
+
+    shutil.copy(POLICY / "policy.npz", tmp_path / "policy.npz")
+    (tmp_path / "policy.py").write_text(numpy_format.POLICY_PY.format(shape=(10, 10, 4),
+                                                                      n_actions=3))
+    return numpy_format.load_numpy_policy(tmp_path)
 
 
 def _returns_original(pi, p: float, episodes: int, cap: int = 1000) -> np.ndarray:
@@ -125,12 +129,12 @@ def _returns_distillq(env, pi, p: float, episodes: int) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("p", [0.0, 0.1])
-def test_exported_student_scores_alike_in_the_original_minatar(breakout, p):
+def test_exported_student_scores_alike_in_the_original_minatar(breakout, p, tmp_path):
     """An exported Breakout student plays the original MinAtar package (sticky actions as
     the package has them) and distillq's sticky Breakout: mean returns agree within 4
     standard errors (measured: 56.5 vs 55.2 at p = 0, 10.7 vs 11.8 at p = 0.1, 200
     episodes each)."""
-    pi = _policy()
+    pi = _policy(tmp_path)
     a = _returns_original(pi, p, 150)
     b = _returns_distillq(breakout, pi, p, 150)
     se = np.sqrt(a.var() / len(a) + b.var() / len(b))
