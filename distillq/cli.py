@@ -275,6 +275,14 @@ def distill(
     frame_stack: Annotated[str | None, typer.Option(
         "--frame-stack", metavar="K", help="the student sees its last K (transformed) "
         "observations stacked" + _d("distill", "frame_stack"))] = None,
+    obs_norm: Annotated[str | None, typer.Option(
+        "--obs-norm", metavar="none|bounds|teacher", help="the student's fixed input scaling: "
+        "none, bounds (finite observation bounds to [-1, 1]) or teacher (zero mean, unit std "
+        "over its teachers' visited states)" + _d("distill", "obs_norm"))] = None,
+    inits: Annotated[str | None, typer.Option(
+        metavar="K", help="train K initialisations per student in the same call and keep the "
+        "best on held-out episodes (not the final evaluation's)" + _d("distill", "inits"))
+    ] = None,
     seeds: Annotated[str | None, typer.Option(
         metavar="N", help="students per sweep point [default: one per teacher seed]")] = None,
     seed: Annotated[str | None, typer.Option(
@@ -302,7 +310,7 @@ def distill(
 
     _only_resume(resume, teacher=teacher, teacher_point=teacher_point, loss=loss, temp=temp,
                  kl_mode=kl_mode, env=env, student_obs=student_obs, frame_stack=frame_stack,
-                 collect=collect, ensemble=ensemble, multitask=multitask, student=student,
+                 obs_norm=obs_norm, inits=inits, collect=collect, ensemble=ensemble, multitask=multitask, student=student,
                  seeds=seeds, seed=seed, steps=steps, lr=lr, config=config_path, set=sets,
                  out=out, force=force)
     if resume is not None:
@@ -310,7 +318,7 @@ def distill(
 
     over = _overrides(sets, temp=temp, kl_mode=kl_mode, collect=collect,
                       network=student, seed=seed, total_steps=steps, lr=lr,
-                      frame_stack=frame_stack,
+                      frame_stack=frame_stack, obs_norm=obs_norm, inits=inits,
                       student_obs=";".join(student_obs) if student_obs else None)
     if loss:
         over["loss"] = tuple(loss)

@@ -24,8 +24,11 @@ ENV_CONFIG_DIR = CONFIG_DIR / "envs"
 # Keys renamed since earlier versions, still accepted in config files, --set and the saved
 # config of older runs.
 ALIASES = {"hidden": "network"}
-OBS_NORM_DOC = ("fixed input scaling, part of the network spec: none, or bounds (each "
-                "observation dimension with finite bounds mapped to [-1, 1])")
+OBS_NORM_DOC = ("fixed input scaling, part of the network spec: none; bounds (each "
+                "observation dimension with finite bounds mapped to [-1, 1]); teacher (a "
+                "student only: each dimension shifted and scaled to zero mean, unit std over "
+                "the states its teachers visit, measured once before training)")
+OBS_NORMS = ("none", "bounds", "teacher")
 NETWORK_DOC = ("W,W,... (MLP hidden sizes), linear (no hidden layer) or cnn[:C,H,...] "
                "(MinAtar CNN)")
 
@@ -46,7 +49,7 @@ class Loop:
     network: str = _f("128,64", "the trained network: " + NETWORK_DOC + "; a student's family "
                       "may differ from its teacher's", network=True)
     activation: str = _f("relu", "hidden activation", choices=("relu", "tanh", "silu"))
-    obs_norm: str = _f("none", OBS_NORM_DOC, choices=("none", "bounds"))
+    obs_norm: str = _f("none", OBS_NORM_DOC, choices=OBS_NORMS)
     num_envs: int = _f(16, "parallel environments per seed", min=1)
     total_steps: int = _f(100_000, "maximum environment steps per seed (a dataset student: "
                           "collection plus fitting iterations)", min=1)
@@ -191,6 +194,9 @@ class TeacherConfig(Loop):
 
     def check(self) -> None:
         _check_fields(self)
+        if self.obs_norm == "teacher":
+            raise ConfigError("obs_norm = 'teacher' scales a student's inputs by its teachers' "
+                              "states; a teacher takes none or bounds")
         if registry.env_error(self.env):
             raise ConfigError(f"env: {registry.env_error(self.env)}")
         if self.warmup_iterations >= self.total_iterations:
@@ -293,6 +299,15 @@ class DistillConfig(Loop):
                           min=1)
     lambda_fraction: float = _f(0.5, "linear lambda_schedule: fraction of training over which "
                                 "the distillation weight decays to 0", gt=0.0, max=1.0)
+    obs_norm_steps: int = _f(16_384, "obs_norm = teacher: env steps per teacher seed of its "
+                             "epsilon-greedy (collect_eps) play whose states give the scaling",
+                             min=1)
+    inits: int = _f(1, "students trained per student seed (a vmap axis, one compiled call); "
+                    "the one with the best mean return on select_episodes held-out episodes "
+                    "(never the final evaluation's) is kept", min=1)
+    select_episodes: int = _f(100, "inits > 1: greedy episodes per student that choose among "
+                              "its initialisations (keys disjoint from the final "
+                              "evaluation's)", min=1)
 
     @property
     def has_td(self) -> bool:
@@ -381,6 +396,11 @@ class DistillConfig(Loop):
                                   "supported")
             if self.student_obs or self.frame_stack > 1:
                 raise ConfigError("multitask: student_obs / frame_stack are not supported")
+            if self.obs_norm == "teacher":
+                raise ConfigError("multitask: obs_norm = 'teacher' is not supported (use "
+                                  "none or bounds)")
+            if self.inits > 1:
+                raise ConfigError("multitask: inits > 1 is not supported")
             if registry.parse_network(self.network).get("type") not in ("mlp", "linear"):
                 raise ConfigError(f"multitask: the shared trunk is an MLP (e.g. 64,32) or "
                                   f"linear (heads only); got {self.network!r}")

@@ -124,6 +124,30 @@ def _stop_at_retention(cfg: config.DistillConfig, baselines):
     return thresholds if cfg.stop_retention > 0 else None
 
 
+def _teacher_scaling(cfg: config.DistillConfig, env, t_spec: dict, runs: list[store.Run],
+                     st: Students) -> dict:
+    """obs_norm = "teacher": shift and scale from the states the students' teachers visit
+    (each teacher seed that teaches, or the ensemble, playing epsilon-greedy at collect_eps for
+    obs_norm_steps env steps), pooled with every teacher weighing alike; measured once, before
+    training, so the scaling is part of the student's spec from its first update on."""
+    import jax
+
+    from distillq.core import distill
+
+    taught = (None if st.seed_index is None
+              else sorted({int(i) for i in st.seed_index}))
+    params = teachers.per_student_params(runs, taught, 1 if taught is None else len(taught))
+    steps = max(1, -(-cfg.obs_norm_steps // cfg.num_envs))
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0x0B5A)
+
+    def one(p, k):
+        return distill.visited_sums(env, t_spec, p, k, cfg.num_envs, steps, cfg.collect_eps)
+
+    n = jax.tree.leaves(params)[0].shape[0]
+    sums, _ = calls.timed(calls.jit_vmap(one), params, jax.random.split(key, n))
+    return distill.pooled_scaling(sums)
+
+
 def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None = None, *,
         seeds: int | None = None, out: str | None = None, force: bool = False,
         show_progress: bool = True, started: float | None = None, resume: str | None = None,
@@ -162,9 +186,14 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
     else:
         t_spec = runs[0].meta["network"]
         env_name = runs[0].meta["env"]
-        algo = distill.make(cfg, envs.make(env_name), t_spec)
+        env_ = envs.make(env_name)
+        norm = None
+        if cfg.obs_norm == "teacher":
+            norm = (reopened.meta["network"]["input_norm"] if reopened is not None
+                    else _teacher_scaling(cfg, env_, t_spec, runs, st))
+        algo = distill.make(cfg, env_, t_spec, norm)
         if reopened is None:
-            limits.preflight_distill(cfg, algo, t_spec, n, 1 if st.seed_index is not None
+            limits.preflight_distill(cfg, algo, t_spec, n * cfg.inits, 1 if st.seed_index is not None
                                      else len(teachers.labels(runs)))
         t_params = teachers.per_student_params(runs, st.seed_index, n)
         stop_at = _stop_at_retention(cfg, algo.baselines)
@@ -187,7 +216,8 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
 
     n_params = networks.param_count(algo.net_spec)
     plan = lifecycle.Plan("student", cfg, algo.system, st.seeds,
-                          student.Teaching(t_params, hyper), meta, summarise, n_params, stop_at)
+                          student.Teaching(t_params, hyper), meta, summarise, n_params, stop_at,
+                          inits=cfg.inits)
     res = lifecycle.run(plan, out=out, force=force, reopened=reopened,
                         show_progress=show_progress, started=started)
     files, ev = res.files, res.evaluation

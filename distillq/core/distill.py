@@ -27,7 +27,7 @@ import optax
 
 from distillq import registry
 from distillq.config import DistillConfig
-from distillq.core import envs, loop, networks, replay, rollout, student, td, views
+from distillq.core import envs, explore, loop, networks, replay, rollout, student, td, views
 from distillq.errors import ConfigError
 
 
@@ -69,6 +69,56 @@ class Distiller(NamedTuple):
     view: Any = None     # views.View: what the student sees (None: the observation)
 
 
+class VisitedSums(NamedTuple):
+    """Sums over the observations (flattened) a teacher visits, taken about `ref` (the mean
+    first observation) so that float32 keeps the variance: n, sum(x - ref), sum((x - ref)^2)."""
+
+    ref: jax.Array       # [obs dim]
+    n: jax.Array
+    s1: jax.Array        # [obs dim]
+    s2: jax.Array        # [obs dim]
+
+
+def visited_sums(env: envs.Env, teacher_spec: dict, teacher_params, key: jax.Array,
+                 num_envs: int, steps: int, eps: float) -> VisitedSums:
+    """The observations of `steps` vectorised steps of a teacher (ensemble params [K, ...])
+    playing epsilon-greedy (eps) in num_envs envs, as sums (obs_norm = "teacher")."""
+    t_apply = networks.ensemble_apply(networks.build(teacher_spec).apply)
+    k_reset, k_run = jax.random.split(key)
+    obs, state = envs.reset(env, jax.random.split(k_reset, num_envs))
+    ref = obs.reshape(num_envs, -1).mean(0)
+
+    def body(carry, k):
+        obs, state, s1, s2 = carry
+        k_e, k_r, k_s = jax.random.split(k, 3)
+        act = explore.epsilon_greedy(k_e, k_r, t_apply(teacher_params, obs), eps)
+        st = envs.step(env, jax.random.split(k_s, num_envs), state, act)
+        x = obs.reshape(num_envs, -1) - ref
+        return (st.obs, st.state, s1 + x.sum(0), s2 + (x * x).sum(0)), None
+
+    zeros = jnp.zeros_like(ref)
+    (_, _, s1, s2), _ = jax.lax.scan(body, (obs, state, zeros, zeros),
+                                     jax.random.split(k_run, steps))
+    return VisitedSums(ref, jnp.float32(steps * num_envs), s1, s2)
+
+
+def pooled_scaling(sums: VisitedSums, min_std: float = 1e-6) -> dict:
+    """The input scaling {"shift", "scale"} from the sums of several teachers (leading axis):
+    every teacher's states weigh alike; shift = the mean, scale = 1 / std per dimension (1 for
+    a dimension that never moves, e.g. a pixel that is never lit). Host side, float64."""
+    import numpy as np
+
+    n = np.asarray(sums.n, np.float64)[:, None]
+    d1 = np.asarray(sums.s1, np.float64) / n
+    mean_t = np.asarray(sums.ref, np.float64) + d1
+    var_t = np.maximum(np.asarray(sums.s2, np.float64) / n - d1 * d1, 0.0)
+    mean = mean_t.mean(0)
+    var = np.maximum((var_t + mean_t ** 2).mean(0) - mean ** 2, 0.0)
+    std = np.sqrt(var)
+    scale = np.where(std > min_std, 1.0 / np.maximum(std, min_std), 1.0)
+    return {"shift": [float(v) for v in mean], "scale": [float(v) for v in scale]}
+
+
 def lambda_linear(cfg: DistillConfig, t: jax.Array) -> jax.Array:
     """lambda_schedule linear: 1 -> 0 over lambda_fraction of the iterations."""
     return jnp.clip(1.0 - t / (cfg.lambda_fraction * cfg.total_iterations), 0.0, 1.0)
@@ -83,10 +133,16 @@ def lambda_qdagger(student_return: jax.Array, teacher_return: jax.Array,
     return jnp.where(gap > 1e-6, jnp.clip(lam, 0.0, 1.0), 1.0)
 
 
-def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Distiller:
+def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
+         input_norm: dict | None = None) -> Distiller:
+    """input_norm: the scaling of obs_norm = "teacher" (pooled_scaling of the teachers'
+    visited states, or a resumed run's spec); the other obs_norm values need none."""
     view = views.parse(cfg.student_obs, cfg.frame_stack, env.obs_shape)
     s_shape = env.obs_shape if view is None else (view.dim,)
-    scaling = envs.input_scaling(env) if cfg.obs_norm == "bounds" else None
+    if cfg.obs_norm == "teacher" and input_norm is None:
+        raise ValueError("obs_norm = 'teacher' needs the teachers' input_norm")
+    scaling = (envs.input_scaling(env) if cfg.obs_norm == "bounds"
+               else input_norm if cfg.obs_norm == "teacher" else None)
     if scaling is not None and view is not None:
         scaling = views.scaling(view, scaling["shift"], scaling["scale"])
     net_spec = networks.spec(cfg.network, cfg.activation, s_shape, env.num_actions, scaling)
@@ -109,6 +165,8 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Distiller:
     eval_rollout = (rollout.make_rollout(env, apply, cfg.eval_episodes, view=view)
                     if cfg.eval_episodes > 0 else None)
     comparison = rollout.make_comparison(env, apply, t_apply, cfg.final_episodes, view=view)
+    select_rollout = (rollout.make_rollout(env, apply, cfg.select_episodes, view=view)
+                      if cfg.inits > 1 else None)
     teacher_rollout = rollout.make_rollout(env, t_apply, cfg.final_episodes)
     random_rollout = rollout.make_rollout(env, None, cfg.final_episodes)
     qdagger = cfg.lambda_schedule == "qdagger"
@@ -225,6 +283,10 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Distiller:
     def final(params, ctx: student.Teaching, key):
         return comparison(params, ctx.teacher_params, key)
 
+    def select(params, _ctx, key):
+        """Per-episode returns that choose among a student's initialisations."""
+        return select_rollout(params, key)["returns"]
+
     n_terms = len(cfg.term_names)
     zero = jnp.float32(0.0)
     system = loop.System(
@@ -233,7 +295,8 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict) -> Distiller:
         learn_skipped=Step(zero, jnp.zeros((n_terms,), jnp.float32)),
         evaluated=lambda train: train["student"],
         score=score if eval_rollout is not None else None, summarise=summarise, final=final,
-        after_score=after_score if qdagger else None)
+        after_score=after_score if qdagger else None,
+        select=select if select_rollout is not None else None)
 
     def baselines(teacher_params, key):
         """What retention is measured between: the teacher (ensemble) and a uniform-random

@@ -95,6 +95,8 @@ class System(NamedTuple):
     final: Callable          # (params, ctx, key) -> the final evaluation's outputs
     score_name: str = "return"   # figures eval_<name> / best_<name>: "return", "retention"
     after_score: Callable | None = None   # (state, score value) -> state
+    select: Callable | None = None   # (params, ctx, key) -> per-episode returns [N] that
+    # choose among a member's initialisations (the lifecycle's inits; None: no choice)
 
 
 def updates(update: Callable, carry: Any, n: int, key: jax.Array):

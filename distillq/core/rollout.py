@@ -119,3 +119,10 @@ def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Calla
 def eval_key(seed: int) -> jax.Array:
     """The evaluation key of a seed: shared by train-teacher, distill and evaluate."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
+
+
+def select_key(seed: int) -> jax.Array:
+    """The key of the held-out episodes that choose among a seed's initialisations: never
+    eval_key (episode e of a key is the same game whatever the episode count, so a shared
+    key would choose on the final evaluation's first episodes)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5E1EC7)

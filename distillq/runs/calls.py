@@ -25,6 +25,25 @@ def keys(seeds: list[int]):
     return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
 
 
+def init_keys(seeds: list[int], init: int):
+    """The training keys of initialisation `init` of seeds: init 0 is the seeds' own keys
+    (a run without --inits is that run exactly); the others fold the init in."""
+    import jax
+
+    base = keys(seeds)
+    return base if init == 0 else jax.vmap(lambda k: jax.random.fold_in(k, 0x1A17 + init))(base)
+
+
+def select_keys(seeds: list[int]):
+    """The held-out episodes' keys that choose among initialisations (rollout.select_key)."""
+    import jax
+    import jax.numpy as jnp
+
+    from distillq.core import rollout
+
+    return jax.vmap(rollout.select_key)(jnp.asarray(seeds, jnp.uint32))
+
+
 def eval_keys(seeds: list[int]):
     """The evaluation keys of seeds: shared by train-teacher, distill and evaluate."""
     import jax

@@ -85,6 +85,8 @@ class Plan(NamedTuple):
     stop_at: Callable[[Any, list[int]], Any] | None = None
     # (local ctx, local seeds) -> per-member thresholds: stop once every member's best score
     # reaches its own; None: never stop early
+    inits: int = 1                  # initialisations per seed (members: inits x seeds); the
+    # one whose system.select episodes score best is kept (choose())
 
 
 class Result(NamedTuple):
@@ -242,11 +244,14 @@ class Fitted(NamedTuple):
 
 
 def seed_rows(c: int, t: int, steps_per_iteration: int, seeds: list[int], figures: dict,
-              sps: float) -> list[dict]:
-    """metrics.jsonl rows: one per member for chunk c (non-finite figures as null)."""
+              sps: float, inits: list[int] | None = None) -> list[dict]:
+    """metrics.jsonl rows: one per member for chunk c (non-finite figures as null); with
+    several initialisations per seed, each row names its member's `init`."""
     rows = []
     for i, s in enumerate(seeds):
         row = {"chunk": c, "seed": s, "env_steps": t * steps_per_iteration}
+        if inits is not None:
+            row["init"] = inits[i]
         for k, v in figures.items():
             x = float(v[i])
             row[k] = x if math.isfinite(x) else None
@@ -256,7 +261,7 @@ def seed_rows(c: int, t: int, steps_per_iteration: int, seeds: list[int], figure
 
 
 def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
-        show_progress: bool) -> Fitted:
+        show_progress: bool, members: list[int] | None = None) -> Fitted:
     """Compile the chunk, then run chunks from start.t0 until the budget (whole chunks).
 
     Every `checkpoint_secs` (between chunks, finite states only) the full state is saved.
@@ -272,6 +277,9 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
 
     cfg, sch = plan.cfg, plan.system.schedule
     per = cfg.steps_per_iteration
+    members = plan.seeds if members is None else members     # seeds, one per member
+    init_of = ([k for k in range(plan.inits) for _ in range(len(members) // plan.inits)]
+               if plan.inits > 1 else None)
     multi = parallel.process_count() > 1
     t_start = time.perf_counter()
 
@@ -302,14 +310,15 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
                 ran = min(steps, total - t)      # a last chunk may be partial
                 t += ran
                 done = c + 1
-                sps = ran * per * len(plan.seeds) / max(dt, 1e-9)
-                files.append_metrics(seed_rows(c, t, per, plan.seeds, m.figures, sps))
+                sps = ran * per * len(members) / max(dt, 1e-9)
+                files.append_metrics(seed_rows(c, t, per, members, m.figures, sps, init_of))
                 shown = (f"retention {fmt_values(100 * np.asarray(m.score))}%"
                          if name == "retention" else f"return {fmt_values(m.score)}")
                 bar.update(task, completed=min(t, total) * per,
                            sps=f"{sps:,.0f} steps/s", ret=shown)
                 if not bool(np.all(m.finite)):
-                    bad = [s for s, ok in zip(plan.seeds, m.finite, strict=False) if not ok]
+                    bad = sorted({s for s, ok in zip(members, m.finite, strict=False)
+                                  if not ok})
                     raise DivergedError(f"loss or params became NaN/Inf by env step "
                                         f"{t * per:,} (seeds {bad})")
                 due = cfg.checkpoint_secs > 0 and time.perf_counter() - t_saved >= \
@@ -371,27 +380,88 @@ def complete(files: RunFiles, params: Any, **fields) -> None:
 # --------------------------------------------------------------------------- the whole life
 
 
+def _take(tree: Any, idx) -> Any:
+    import jax
+
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+def choose(plan: Plan, params: Any, ctx: Any, local: list[int], meta: dict):
+    """Of every seed's `plan.inits` initialisations (members k * n + i), keep the one whose
+    mean return on system.select's held-out episodes (calls.select_keys: never the final
+    evaluation's) is highest (ties: the lower init). Every member gets the final evaluation on
+    its seed's usual keys; the kept ones make the run's evaluation, all of them meta.json's
+    "inits" (the selection rule, each member's selection and final figures).
+    Returns (kept params, kept final outputs, seconds, the "inits" record)."""
+    import numpy as np
+
+    k, n = plan.inits, len(local)
+    sel, sel_s = calls.timed(calls.jit_vmap(plan.system.select), params, ctx,
+                             calls.select_keys(local * k))
+    sel = np.asarray(sel, np.float64)
+    means = sel.mean(-1).reshape(k, n)
+    chosen = np.argmax(means, axis=0)          # first maximum: the lower init on ties
+    final, eval_s = calls.timed(calls.jit_vmap(plan.system.final), params, ctx,
+                                calls.eval_keys(local * k))
+    idx = chosen * n + np.arange(n)
+    per_init = [plan.summarise(meta, _take(final, slice(j * n, (j + 1) * n)))
+                for j in range(k)]
+    record = {
+        "inits": k,
+        "rule": "per seed, the initialisation with the highest mean return over "
+                "select_episodes greedy episodes on the selection keys (rollout.select_key), "
+                "disjoint from the final evaluation's; ties: the lower initialisation",
+        "select_episodes": int(sel.shape[-1]),
+        "chosen": [int(c) for c in chosen],
+        "per_seed": [{"seed": s, "chosen": int(chosen[i]),
+                      "selection_mean": [float(means[j, i]) for j in range(k)],
+                      "selection_returns": sel[int(chosen[i]) * n + i].tolist(),
+                      "final_mean": [per_init[j]["per_seed"][i]["mean"] for j in range(k)],
+                      "final_retention": [per_init[j]["per_seed"][i].get("retention")
+                                          for j in range(k)]}
+                     for i, s in enumerate(local)],
+        "select_s": round(sel_s, 3),
+    }
+    return _take(params, idx), _take(final, idx), eval_s, record
+
+
 def run(plan: Plan, *, out: str | None = None, force: bool = False,
         reopened: RunFiles | None = None, show_progress: bool = True,
         started: float | None = None) -> Result:
-    """Train `plan` in a new run dir (out, force) or continue `reopened` (reopen's files)."""
+    """Train `plan` in a new run dir (out, force) or continue `reopened` (reopen's files).
+    With plan.inits > 1 every seed trains that many members in the same compiled call, and
+    one per seed is kept (choose)."""
     import jax
+    import jax.numpy as jnp
 
     started = time.perf_counter() if started is None else started
+    if plan.inits > 1 and parallel.process_count() > 1:
+        raise ConfigError("inits > 1 runs on a single process")
+    if plan.inits > 1 and plan.system.select is None:
+        raise ConfigError(f"inits: a {plan.kind} run has no selection rule")
     sl = parallel.local_slice(len(plan.seeds))
     local = plan.seeds[sl]
-    ctx = None if plan.ctx is None else jax.tree.map(lambda x: x[sl], plan.ctx)
+    k = plan.inits
+    members = local * k                      # member j * n + i: seed i, initialisation j
+    ctx = None if plan.ctx is None else jax.tree.map(
+        lambda x: jnp.concatenate([x[sl]] * k), plan.ctx)
     files = reopened if reopened is not None else create(plan.kind, out, force, plan.meta)
     with guard(files, plan.kind):
         ctx = parallel.shard(ctx)
         init = calls.jit_vmap(plan.system.init)
-        state = parallel.shard(calls.ready(init, calls.keys(local), ctx))
-        state, start = begin(files, plan.cfg, state, reopened is not None, len(local))
-        thresholds = None if plan.stop_at is None else plan.stop_at(ctx, local)
-        fitted = fit(plan, files, state, ctx, start, thresholds, show_progress)
+        keys = jnp.concatenate([calls.init_keys(local, j) for j in range(k)])
+        state = parallel.shard(calls.ready(init, keys, ctx))
+        state, start = begin(files, plan.cfg, state, reopened is not None, len(members))
+        thresholds = None if plan.stop_at is None else plan.stop_at(ctx, members)
+        fitted = fit(plan, files, state, ctx, start, thresholds, show_progress, members)
         params = fitted.state.best_params
-        final, eval_s = calls.timed(calls.jit_vmap(plan.system.final), params, ctx,
-                                    calls.eval_keys(local))
+        if k > 1:
+            params, final, eval_s, record = choose(plan, parallel.gather(params), ctx, local,
+                                                   files.meta)
+            files.meta["inits"] = record
+        else:
+            final, eval_s = calls.timed(calls.jit_vmap(plan.system.final), params, ctx,
+                                        calls.eval_keys(local))
         figures = stats(plan.cfg, fitted, eval_s, started)
         evaluation = plan.summarise(files.meta, final)
         complete(files, parallel.gather(params), evaluation=evaluation, train=figures,

@@ -31,6 +31,8 @@ def runs(tmp_path_factory):
                      show_progress=False)
     distill_cmd.run(tiny_distill(network="16", obs_norm="bounds"), [str(d / "t")],
                      out=str(d / "mlp"), show_progress=False)
+    distill_cmd.run(tiny_distill(network="8", obs_norm="teacher", obs_norm_steps=256),
+                    [str(d / "t")], out=str(d / "tnorm"), show_progress=False)
     train_cmd.run(tiny_teacher(env="Breakout-MinAtar", network="cnn:4,16",
                                         total_steps=512, learning_starts=64),
                            out=str(d / "cnn"), show_progress=False)
@@ -39,7 +41,7 @@ def runs(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("run", ["lin", "mlp", "cnns", "cnn"])
+@pytest.mark.parametrize("run", ["lin", "mlp", "tnorm", "cnns", "cnn"])
 @pytest.mark.parametrize("fmt", ["numpy", "c", "onnx"])
 def test_every_format_matches_distillq_on_10000_states(runs, run, fmt, tmp_path):
     if fmt == "c" and c_format.c_compiler() is None:
