@@ -310,7 +310,8 @@ def distill(
 
     _only_resume(resume, teacher=teacher, teacher_point=teacher_point, loss=loss, temp=temp,
                  kl_mode=kl_mode, env=env, student_obs=student_obs, frame_stack=frame_stack,
-                 obs_norm=obs_norm, inits=inits, collect=collect, ensemble=ensemble, multitask=multitask, student=student,
+                 obs_norm=obs_norm, inits=inits, collect=collect, ensemble=ensemble,
+                 multitask=multitask, student=student,
                  seeds=seeds, seed=seed, steps=steps, lr=lr, config=config_path, set=sets,
                  out=out, force=force)
     if resume is not None:

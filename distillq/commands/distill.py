@@ -193,7 +193,8 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
                     else _teacher_scaling(cfg, env_, t_spec, runs, st))
         algo = distill.make(cfg, env_, t_spec, norm)
         if reopened is None:
-            limits.preflight_distill(cfg, algo, t_spec, n * cfg.inits, 1 if st.seed_index is not None
+            limits.preflight_distill(cfg, algo, t_spec, n * cfg.inits,
+                                     1 if st.seed_index is not None
                                      else len(teachers.labels(runs)))
         t_params = teachers.per_student_params(runs, st.seed_index, n)
         stop_at = _stop_at_retention(cfg, algo.baselines)

@@ -18,7 +18,6 @@ from distillq.commands import evaluate as evaluate_cmd
 from distillq.core import distill, networks, rollout
 from distillq.runs import store
 
-
 # ----------------------------------------------------------------- the scaling, pure
 
 
