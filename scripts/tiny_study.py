@@ -7,6 +7,10 @@ Per env: an 8-seed teacher on the env's defaults (or --teacher-dir ENV=RUN), the
 (student size, collection mode) cell, 24 students (3 initialisations per teacher seed:
 student i learns from teacher seed i mod 8) with Hinton KL, T = 2, at the distill defaults.
 Then a 16-unit assistant per teacher seed, and students of the small sizes distilled from it.
+The two levers against the initialisation lottery are columns of their own, each cell the same
+24 students: collection mixed (the ablation's base), mixed with inputs scaled by the teachers'
+visited states (obs_norm = teacher), and that with the best of 4 initialisations per student
+kept on held-out episodes (inits = 4). They run first (`--only-levers` stops there).
 Retention is normalised, (S - R) / (T - R), against the *original* teacher seed's return
 (for assistant chains too) with R the random policy's on the student's episodes. A cell
 passes when all 24 students reach the bar (99% CartPole, 95% otherwise). Writes
@@ -25,13 +29,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import _clear, _complete, bootstrap_ci  # noqa: E402  (cells reused the way make study does)
 
 SIZES = {"CartPole-v1": ["linear", "2", "4", "8", "16", "32", "64,32"],
-         "Acrobot-v1": ["linear", "2", "4", "8", "16"],
+         "Acrobot-v1": ["linear", "2", "4", "8", "16", "64,32"],
          "MountainCar-v0": ["linear", "8", "16", "32", "64,32"]}
 BAR = {"CartPole-v1": 0.99}
 MODES = ["teacher", "student"]
 ASSISTANT = {"MountainCar-v0": ("64,32", ("16", "32"))}   # env -> (assistant, via sizes)
 DEFAULT_ASSISTANT = ("16", ("2", "4"))
 INITS = 3
+# recipe name -> (label suffix, config keys over the env's distill defaults)
+LEVERS = {"mixed": ("mixed", {"collect": "mixed"}),
+          "mixed, scaled": ("mixed-scaled", {"collect": "mixed", "obs_norm": "teacher"}),
+          "mixed, scaled, best of 4": ("mixed-scaled-best4",
+                                       {"collect": "mixed", "obs_norm": "teacher",
+                                        "inits": 4})}
 
 
 def main(argv=None) -> int:
@@ -39,6 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/study-tiny")
     ap.add_argument("--envs", default="CartPole-v1,Acrobot-v1,MountainCar-v0")
     ap.add_argument("--teacher-dir", action="append", default=[], metavar="ENV=RUN")
+    ap.add_argument("--only-levers", action="store_true",
+                    help="only the lever columns (mixed, scaled, best of 4)")
     args = ap.parse_args(argv)
     from distillq import _setup
 
@@ -62,24 +74,35 @@ def main(argv=None) -> int:
             train_cmd.run(cfg, out=str(t_dir), show_progress=False)
         teacher = store.read_meta(t_dir)
         t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
-
+        for size in SIZES.get(env, SIZES["CartPole-v1"]):
+            for recipe, (suffix, keys) in LEVERS.items():
+                d = _cell(runs, env, f"{size}-{suffix}", t_dir, size, keys["collect"],
+                          8 * INITS, keys)
+                results.append({**_score(d, env, size, keys["collect"], "teacher", bar,
+                                         t_seed), "recipe": recipe})
+                _write(out, results, time.perf_counter() - t0, quiet=True)
+        if args.only_levers:
+            continue
         for size in SIZES.get(env, SIZES["CartPole-v1"]):
             for mode in MODES:
                 d = _cell(runs, env, f"{size}-{mode}", t_dir, size, mode, 8 * INITS)
-                results.append(_score(d, env, size, mode, "teacher", bar, t_seed))
+                results.append({**_score(d, env, size, mode, "teacher", bar, t_seed),
+                                "recipe": "base"})
         assistant, via = ASSISTANT.get(env, DEFAULT_ASSISTANT)
         a_dir = _cell(runs, env, "assistant", t_dir, assistant, "teacher", 8)
         for size in via:
             d = _cell(runs, env, f"{size}-student-via{assistant.replace(',', '-')}", a_dir,
                       size, "student", 8 * INITS)
-            results.append(_score(d, env, size, "student", f"assistant {assistant}", bar,
-                               t_seed))
+            results.append({**_score(d, env, size, "student", f"assistant {assistant}", bar,
+                                     t_seed), "recipe": "base"})
     _write(out, results, time.perf_counter() - t0)
     return 0
 
 
-def _cell(runs: Path, env: str, label: str, src: Path, size: str, mode: str, n: int) -> Path:
-    """Distil n students of `size` from run `src` (reused when already complete)."""
+def _cell(runs: Path, env: str, label: str, src: Path, size: str, mode: str, n: int,
+          keys: dict | None = None) -> Path:
+    """Distil n students of `size` from run `src` (reused when already complete); `keys`:
+    config keys over the recipe (Hinton KL, T = 2, the env's distill defaults)."""
     from distillq import config
     from distillq.commands import distill as distill_cmd
 
@@ -87,7 +110,8 @@ def _cell(runs: Path, env: str, label: str, src: Path, size: str, mode: str, n: 
     if not _complete(d):
         _clear(d)
         cfg = config.load("distill", None, {"network": size, "collect": mode,
-                                            "loss": ("kl",), "temp": (2.0,)}, env=env)
+                                            "loss": ("kl",), "temp": (2.0,), **(keys or {})},
+                          env=env)
         distill_cmd.run(cfg, str(src), seeds=n, out=str(d), show_progress=False)
     return d
 
@@ -116,19 +140,21 @@ def _score(d: Path, env: str, size: str, mode: str, via: str, bar: float,
     return row
 
 
-def _write(out: Path, rows: list[dict], wall: float) -> None:
+def _write(out: Path, rows: list[dict], wall: float, quiet: bool = False) -> None:
     (out / "tiny.json").write_text(json.dumps(rows, indent=1) + "\n")
-    lines = ["| env | student (params) | collect | taught by | students at the bar | "
-             "retention min | mean [95% CI] |", "|---|---|---|---|---|---|---|"]
+    lines = ["| env | student (params) | recipe | collect | taught by | students at the bar | "
+             "retention min | mean [95% CI] |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["retention_ci95"]
-        lines.append(f"| {r['env']} | {r['student']} ({r['params']}) | {r['collect']} | "
+        lines.append(f"| {r['env']} | {r['student']} ({r['params']}) | "
+                     f"{r.get('recipe', 'as first run')} | {r['collect']} | "
                      f"{r['via']} | {r['passing']}/{r['students']} (bar {r['bar']:.0%}) | "
                      f"{r['retention_min']:.1%} | {r['retention_mean']:.1%} "
                      f"[{lo:.1%}, {hi:.1%}] |")
     lines.append(f"\n{wall / 60:.1f} min on this machine.")
     (out / "tiny.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if not quiet:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -103,10 +103,8 @@ def _balancing(run_dir, tmp_path, name: str, shift_angle: float | None = None):
     q[:, 1, 0] = q[:, 0, 1] = 1.0
     inner = {"hidden_0": {"kernel": k, "bias": np.zeros_like(inner["hidden_0"]["bias"])},
              "q": {"kernel": q, "bias": np.zeros_like(inner["q"]["bias"])}}
-    shutil.rmtree(out / store.PARAMS)
-    store.save_params(out, {"params": inner})
-    meta["params_digest"] = store.params_digest(out)
     (out / "meta.json").write_text(json.dumps(meta))
+    _set_params(out, inner)
     ev = evaluate_cmd.run([str(out)], episodes=8, with_teacher=False)["results"][0]
     return [r["mean"] for r in ev["evaluation"]["per_seed"]]
 
@@ -145,11 +143,44 @@ def test_obs_norm_teacher_is_refused_where_it_has_no_teacher(teacher_run):
 # ----------------------------------------------------------------- selection
 
 
+# briefly trained, so that initialisations still differ in how they play
+BRIEF = dict(network="8", total_steps=256, final_episodes=8)
+
+
+def _set_params(run_dir, inner: dict) -> None:
+    shutil.rmtree(run_dir / store.PARAMS)
+    store.save_params(run_dir, {"params": inner})
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta["params_digest"] = store.params_digest(run_dir)
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+
+
 @pytest.fixture(scope="module")
-def chosen(teacher_run, tmp_path_factory):
+def balancer(teacher_run, tmp_path_factory):
+    """The tiny teacher run with hand-made 32-16 params that balance the pole (push towards
+    the side it falls to: angle + angular velocity): returns near 500, a teacher worth
+    imitating, whose students' initialisations then play differently."""
+    out = tmp_path_factory.mktemp("balancer") / "t"
+    shutil.copytree(teacher_run[0], out)
+    p = store.restore_params(out)["params"]
+    h0 = np.zeros_like(p["hidden_0"]["kernel"])      # [seeds, 4, 32]
+    h0[:, 2, 0] = h0[:, 3, 0] = 1.0
+    h0[:, 2, 1] = h0[:, 3, 1] = -1.0
+    h1 = np.zeros_like(p["hidden_1"]["kernel"])      # [seeds, 32, 16]
+    h1[:, 0, 0] = h1[:, 1, 1] = 1.0
+    q = np.zeros_like(p["q"]["kernel"])              # [seeds, 16, 2]
+    q[:, 1, 0] = q[:, 0, 1] = 1.0
+    _set_params(out, {"hidden_0": {"kernel": h0, "bias": np.zeros_like(p["hidden_0"]["bias"])},
+                      "hidden_1": {"kernel": h1, "bias": np.zeros_like(p["hidden_1"]["bias"])},
+                      "q": {"kernel": q, "bias": np.zeros_like(p["q"]["bias"])}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def chosen(balancer, tmp_path_factory):
     """3 initialisations per seed, chosen on as many episodes as the final evaluation has."""
     d = tmp_path_factory.mktemp("inits")
-    s = distill_cmd.run(tiny_distill(inits=3, select_episodes=4), str(teacher_run[0]),
+    s = distill_cmd.run(tiny_distill(inits=3, select_episodes=8, **BRIEF), str(balancer),
                         out=str(d / "s"), show_progress=False)
     return d, s
 
@@ -157,14 +188,17 @@ def chosen(teacher_run, tmp_path_factory):
 def test_the_best_initialisation_on_the_selection_episodes_is_kept(chosen):
     d, s = chosen
     rec = store.read_meta(d / "s")["inits"]
-    assert rec["inits"] == 3 and rec["select_episodes"] == 4
+    assert rec["inits"] == 3 and rec["select_episodes"] == 8
+    # the initialisations differ, and the choice is not always the first one
+    assert all(len(set(row["selection_mean"])) > 1 for row in rec["per_seed"]), rec
+    assert any(row["chosen"] != 0 for row in rec["per_seed"]), rec
     for row, ev in zip(rec["per_seed"], s["evaluation"]["per_seed"], strict=True):
         assert row["chosen"] == int(np.argmax(row["selection_mean"]))
         assert row["final_mean"][row["chosen"]] == ev["mean"]
         assert np.mean(row["selection_returns"]) == pytest.approx(
             row["selection_mean"][row["chosen"]])
     # the kept params are the chosen member's: evaluate reproduces its final figures
-    ev = evaluate_cmd.run([str(d / "s")], episodes=4, with_teacher=False)["results"][0]
+    ev = evaluate_cmd.run([str(d / "s")], episodes=8, with_teacher=False)["results"][0]
     assert [r["mean"] for r in ev["evaluation"]["per_seed"]] == \
         [row["final_mean"][row["chosen"]] for row in rec["per_seed"]]
     rows = [json.loads(x) for x in (d / "s" / "metrics.jsonl").read_text().splitlines()]
@@ -184,10 +218,10 @@ def test_selection_never_reads_the_final_evaluations_episodes(chosen):
                                   jax.random.key_data(rollout.eval_key(seed)))
 
 
-def test_initialisation_zero_is_the_run_without_inits(chosen, teacher_run, tmp_path):
+def test_initialisation_zero_is_the_run_without_inits(chosen, balancer, tmp_path):
     d, _ = chosen
-    plain = distill_cmd.run(tiny_distill(), str(teacher_run[0]), out=str(tmp_path / "p"),
-                            show_progress=False)
+    plain = distill_cmd.run(tiny_distill(**BRIEF), str(balancer),
+                            out=str(tmp_path / "p"), show_progress=False)
     rec = store.read_meta(d / "s")["inits"]
     np.testing.assert_allclose([row["final_mean"][0] for row in rec["per_seed"]],
                                [r["mean"] for r in plain["evaluation"]["per_seed"]])
