@@ -147,11 +147,15 @@ def test_kill_9_loses_at_most_one_period(reference):
     _assert_identical(d / "ref", run)
 
 
-def test_distill_sigterm_resume_bit_identical(reference, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"inits": 2, "obs_norm": "teacher",
+                                        "obs_norm_steps": 256}], ids=["plain", "inits-scaled"])
+def test_distill_sigterm_resume_bit_identical(reference, tmp_path, extra):
+    """Also with 2 initialisations per student and inputs scaled by the teachers' states:
+    the resumed run keeps the scaling and chooses the same students."""
     d, _ = reference
     dcfg = _cfg_file(tmp_path, "d.toml", "distill",
                      {**TINY_DISTILL, "total_steps": 40_000, "chunk_steps": 16,
-                      "checkpoint_secs": 0.0})
+                      "checkpoint_secs": 0.0, **extra})
     _run(["distill", "-c", str(dcfg), "--teacher", str(d / "ref"), "--out",
           str(tmp_path / "ref"), "-q"])
     run = tmp_path / "int"
@@ -164,6 +168,11 @@ def test_distill_sigterm_resume_bit_identical(reference, tmp_path):
     assert "distillq distill --resume" in err
     _run(["distill", "--resume", str(run), "-q"])
     _assert_identical(tmp_path / "ref", run)
+    a, b = store.read_meta(tmp_path / "ref"), store.read_meta(run)
+    assert a["network"] == b["network"]
+    if extra:
+        assert "input_norm" in b["network"]
+        assert a["inits"]["per_seed"] == b["inits"]["per_seed"]
 
 
 def test_same_config_identical_across_processes(reference, tmp_path):
