@@ -50,6 +50,9 @@ def test_visited_sums_are_the_teachers_own_states(cartpole):
         assert float(s.n) == 80
         means.append(np.asarray(s.ref + s.s1 / s.n))
     assert means[0][1] < -0.2 < 0.2 < means[1][1]      # mean cart velocity
+    # one step: the sums hold exactly the first observations (their mean is the reference)
+    one = distill.visited_sums(cartpole, spec, always(1), jax.random.PRNGKey(1), 4, 1, 0.0)
+    np.testing.assert_allclose(one.s1, 0.0, atol=1e-6)
 
 
 # ----------------------------------------------------------------- applied everywhere
