@@ -95,6 +95,11 @@ def main(argv=None) -> int:
                       size, "student", 8 * INITS)
             results.append({**_score(d, env, size, "student", f"assistant {assistant}", bar,
                                      t_seed), "recipe": "base"})
+    if args.only_levers and (out / "tiny-base.json").exists():
+        # the base columns of an earlier full run (same command, same teachers' config)
+        results += [{**r, "recipe": "base (earlier run)"}
+                    for r in json.loads((out / "tiny-base.json").read_text())
+                    if r["env"] in args.envs.split(",")]
     _write(out, results, time.perf_counter() - t0)
     return 0
 
@@ -153,8 +158,37 @@ def _write(out: Path, rows: list[dict], wall: float, quiet: bool = False) -> Non
                      f"[{lo:.1%}, {hi:.1%}] |")
     lines.append(f"\n{wall / 60:.1f} min on this machine.")
     (out / "tiny.md").write_text("\n".join(lines) + "\n")
+    (out / "tiny-wide.md").write_text(_wide(rows))
     if not quiet:
         print("\n".join(lines))
+
+
+WIDE = [("base (earlier run)", "teacher", "teacher-driven"),
+        ("base (earlier run)", "student", "student-driven"),
+        ("mixed", "mixed", "mixed"), ("mixed, scaled", "mixed", "mixed, scaled"),
+        ("mixed, scaled, best of 4", "mixed", "mixed, scaled, best of 4")]
+
+
+def _wide(rows: list[dict]) -> str:
+    """One row per (env, size) taught by the teacher, one column per recipe (README)."""
+    def cell(r: dict | None) -> str:
+        if r is None:
+            return ""
+        lo, hi = r["retention_ci95"]
+        text = (f"{r['passing']}/{r['students']}, min {100 * r['retention_min']:.1f}%, "
+                f"mean {100 * r['retention_mean']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]")
+        return f"**{text}**" if r["passing"] == r["students"] else text
+
+    lines = ["| env | student (params) | " + " | ".join(w[2] for w in WIDE) + " |",
+             "|---|---|" + "---|" * len(WIDE)]
+    keys = dict.fromkeys((r["env"], r["student"], r["params"]) for r in rows
+                         if r["via"] == "teacher")
+    for env, size, params in keys:
+        found = {(r["recipe"], r["collect"]): r for r in rows
+                 if r["env"] == env and r["student"] == size and r["via"] == "teacher"}
+        lines.append(f"| {env} | {size} ({params:,}) | "
+                     + " | ".join(cell(found.get((w[0], w[1]))) for w in WIDE) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
