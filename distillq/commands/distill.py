@@ -249,6 +249,8 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
                   "lineage": files.meta.get("lineage", [])}
         if "student_view" in files.meta:
             fields["student_view"] = files.meta["student_view"]
+        if "inits" in files.meta:      # which initialisation of each student was kept
+            fields["inits"] = {k: files.meta["inits"][k] for k in ("inits", "chosen")}
     out_json = res.summary("student", **fields)
     if files.main:
         out_json["shown"] = sorted({*shown, str(files.dir.resolve())})

@@ -244,3 +244,4 @@ def test_inits_from_the_cli(teacher_run, tmp_path):
     meta = store.read_meta(tmp_path / "s")
     assert meta["inits"]["inits"] == 2 and "input_norm" in res["network"]
     assert meta["config"]["inits"] == 2 and len(meta["seeds"]) == 2
+    assert res["inits"] == {"inits": 2, "chosen": meta["inits"]["chosen"]}
