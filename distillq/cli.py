@@ -342,8 +342,11 @@ def distill(
                                 f"not {env}")
     # over the teachers' env's defaults (teachers of several envs: the common defaults)
     teacher_envs = {m["env"] for m in metas}
+    # a multi-task student takes the common defaults (no env's own), even from teachers of
+    # one env (refused below with its own reason)
     cfg = config.load("distill", config_path, over,
-                      env=teacher_envs.pop() if len(teacher_envs) == 1 else None)
+                      env=teacher_envs.pop() if len(teacher_envs) == 1 and not multitask
+                      else None)
     _distributed(coordinator, num_processes, process_id)
     from distillq.commands import distill as command
 

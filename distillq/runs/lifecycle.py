@@ -277,7 +277,8 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
 
     cfg, sch = plan.cfg, plan.system.schedule
     per = cfg.steps_per_iteration
-    members = plan.seeds if members is None else members     # seeds, one per member
+    members = plan.seeds if members is None else members     # seeds, one per member (all
+    # processes': the chunk metrics are gathered)
     init_of = ([k for k in range(plan.inits) for _ in range(len(members) // plan.inits)]
                if plan.inits > 1 else None)
     multi = parallel.process_count() > 1
@@ -453,7 +454,8 @@ def run(plan: Plan, *, out: str | None = None, force: bool = False,
         state = parallel.shard(calls.ready(init, keys, ctx))
         state, start = begin(files, plan.cfg, state, reopened is not None, len(members))
         thresholds = None if plan.stop_at is None else plan.stop_at(ctx, members)
-        fitted = fit(plan, files, state, ctx, start, thresholds, show_progress, members)
+        fitted = fit(plan, files, state, ctx, start, thresholds, show_progress,
+                     plan.seeds * k)     # every process's members: metrics are gathered
         params = fitted.state.best_params
         if k > 1:
             params, final, eval_s, record = choose(plan, parallel.gather(params), ctx, local,
