@@ -42,6 +42,13 @@ LEVERS = {"mixed": ("mixed", {"collect": "mixed"}),
           "mixed, scaled, best of 4": ("mixed-scaled-best4",
                                        {"collect": "mixed", "obs_norm": "teacher",
                                         "inits": 4})}
+# an env's own recipe for its smallest students: (name, label suffix, sizes, keys)
+_MC = {"collect": "mixed", "obs_norm": "teacher", "kl_mode": "rusu", "temp": (0.01,),
+       "total_steps": 200_000}
+OWN = {"MountainCar-v0": [
+    ("Rusu 0.01, 200k, mixed, scaled", "rusu200k-scaled", ["32"], _MC),
+    ("Rusu 0.01, 200k, mixed, scaled, best of 4", "rusu200k-scaled-best4", ["32"],
+     {**_MC, "inits": 4})]}
 
 
 def main(argv=None) -> int:
@@ -76,6 +83,13 @@ def main(argv=None) -> int:
         t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
         for size in SIZES.get(env, SIZES["CartPole-v1"]):
             for recipe, (suffix, keys) in LEVERS.items():
+                d = _cell(runs, env, f"{size}-{suffix}", t_dir, size, keys["collect"],
+                          8 * INITS, keys)
+                results.append({**_score(d, env, size, keys["collect"], "teacher", bar,
+                                         t_seed), "recipe": recipe})
+                _write(out, results, time.perf_counter() - t0, quiet=True)
+        for recipe, suffix, sizes, keys in OWN.get(env, []):
+            for size in sizes:
                 d = _cell(runs, env, f"{size}-{suffix}", t_dir, size, keys["collect"],
                           8 * INITS, keys)
                 results.append({**_score(d, env, size, keys["collect"], "teacher", bar,
