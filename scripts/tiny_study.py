@@ -42,13 +42,22 @@ LEVERS = {"mixed": ("mixed", {"collect": "mixed"}),
           "mixed, scaled, best of 4": ("mixed-scaled-best4",
                                        {"collect": "mixed", "obs_norm": "teacher",
                                         "inits": 4})}
+# MinAtar: the env's Game AI recipe (KL at tau = 0.01, mixed, 200k steps), then the levers
+MINATAR_LEVERS = {"Game AI recipe": ("gameai", {"collect": "mixed"}),
+                  "Game AI recipe, scaled": ("gameai-scaled",
+                                             {"collect": "mixed", "obs_norm": "teacher"}),
+                  "Game AI recipe, scaled, best of 4": ("gameai-scaled-best4",
+                                                        {"collect": "mixed",
+                                                         "obs_norm": "teacher", "inits": 4})}
 # an env's own recipe for its smallest students: (name, label suffix, sizes, keys)
 _MC = {"collect": "mixed", "obs_norm": "teacher", "kl_mode": "rusu", "temp": (0.01,),
        "total_steps": 200_000}
 OWN = {"MountainCar-v0": [
     ("Rusu 0.01, 200k, mixed, scaled", "rusu200k-scaled", ["32"], _MC),
     ("Rusu 0.01, 200k, mixed, scaled, best of 4", "rusu200k-scaled-best4", ["32"],
-     {**_MC, "inits": 4})]}
+     {**_MC, "inits": 4}),
+    ("Rusu 0.01, 400k, mixed, scaled, best of 2 on 300 episodes", "rusu400k-scaled-best2",
+     ["32"], {**_MC, "total_steps": 400_000, "inits": 2, "select_episodes": 300})]}
 
 
 def main(argv=None) -> int:
@@ -56,6 +65,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/study-tiny")
     ap.add_argument("--envs", default="CartPole-v1,Acrobot-v1,MountainCar-v0")
     ap.add_argument("--teacher-dir", action="append", default=[], metavar="ENV=RUN")
+    ap.add_argument("--minatar", action="append", default=[], metavar="GAME=RUN",
+                    help="also the levers on a MinAtar game's teacher run: 16-unit students "
+                    "on the Game AI recipe, 2 per teacher seed")
     ap.add_argument("--only-levers", action="store_true",
                     help="only the lever columns (mixed, scaled, best of 4)")
     args = ap.parse_args(argv)
@@ -109,6 +121,15 @@ def main(argv=None) -> int:
                       size, "student", 8 * INITS)
             results.append({**_score(d, env, size, "student", f"assistant {assistant}", bar,
                                      t_seed), "recipe": "base"})
+    for game, run in (x.split("=", 1) for x in args.minatar):
+        teacher = store.read_meta(run)
+        t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
+        for recipe, (suffix, keys) in MINATAR_LEVERS.items():
+            d = _cell(runs, game, f"16-{suffix}", Path(run), "16", "mixed",
+                      2 * len(t_seed), {"temp": (0.01,), **keys})
+            results.append({**_score(d, game, "16", "mixed", "teacher", 0.95, t_seed),
+                            "recipe": recipe})
+            _write(out, results, time.perf_counter() - t0, quiet=True)
     if args.only_levers and (out / "tiny-base.json").exists():
         # the base columns of an earlier full run (same command, same teachers' config)
         results += [{**r, "recipe": "base (earlier run)"}
