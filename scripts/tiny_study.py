@@ -221,8 +221,9 @@ def _wide(rows: list[dict]) -> str:
     for env, size, params in keys:
         found = {(r["recipe"], r["collect"]): r for r in rows
                  if r["env"] == env and r["student"] == size and r["via"] == "teacher"}
-        lines.append(f"| {env} | {size} ({params:,}) | "
-                     + " | ".join(cell(found.get((w[0], w[1]))) for w in WIDE) + " |")
+        cells = [cell(found.get((w[0], w[1]))) for w in WIDE]
+        if any(cells):    # (MinAtar's recipes are rows of tiny.md only)
+            lines.append(f"| {env} | {size} ({params:,}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
