@@ -36,12 +36,13 @@ TIMING = {"compile_s", "train_s", "eval_s", "wall_s", "steps_per_s", "speed", "e
 
 
 # The recipe the cases were recorded with, pinned: an env's distill defaults may change
-# (configs/envs/), the code paths these cases check may not. Flags given by a case win.
+# (configs/envs/), the code paths these cases check may not. Pinned first: a case's own
+# flags and --set values, given after them, win.
 PINNED = ["--set", "collect=teacher", "--set", "obs_norm=none", "--set", "temp=1"]
 
 
 def cases(d: Path) -> list[tuple[str, list[str]]]:
-    return [(name, args + PINNED if args[0] == "distill" else args)
+    return [(name, [args[0], *PINNED, *args[1:]] if args[0] == "distill" else args)
             for name, args in _cases(d)]
 
 
