@@ -148,6 +148,18 @@ def _teacher_scaling(cfg: config.DistillConfig, env, t_spec: dict, runs: list[st
     return distill.pooled_scaling(sums)
 
 
+def input_norm(cfg: config.DistillConfig, env, t_spec: dict, runs: list[store.Run],
+               st: Students, meta: dict | None) -> dict | None:
+    """The observation-level scaling of obs_norm = "teacher" (None otherwise): measured for a
+    new run, read back from meta.json's "teacher_scaling" for a resumed one. Not the spec's
+    input_norm: a view student's spec holds the scaling of its view, which distill.make derives
+    from this one (deriving it from the spec's would map the view twice)."""
+    if cfg.obs_norm != "teacher":
+        return None
+    return meta["teacher_scaling"] if meta is not None else _teacher_scaling(
+        cfg, env, t_spec, runs, st)
+
+
 def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None = None, *,
         seeds: int | None = None, out: str | None = None, force: bool = False,
         show_progress: bool = True, started: float | None = None, resume: str | None = None,
@@ -169,6 +181,7 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
         st = Students.new(cfg, runs, seeds)
     n = len(st.seeds)
     hyper = student.hyper_arrays([st.points[p] for p in st.point_of], cfg.term_names)
+    norm = None               # obs_norm = "teacher": the observation's scaling
     if cfg.multitask:
         if parallel.process_count() > 1:
             raise RunDirError("--multitask runs on a single process")
@@ -187,10 +200,8 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
         t_spec = runs[0].meta["network"]
         env_name = runs[0].meta["env"]
         env_ = envs.make(env_name)
-        norm = None
-        if cfg.obs_norm == "teacher":
-            norm = (reopened.meta["network"]["input_norm"] if reopened is not None
-                    else _teacher_scaling(cfg, env_, t_spec, runs, st))
+        norm = input_norm(cfg, env_, t_spec, runs, st,
+                          None if reopened is None else reopened.meta)
         algo = distill.make(cfg, env_, t_spec, norm)
         if reopened is None:
             limits.preflight_distill(cfg, algo, t_spec, n * cfg.inits,
@@ -206,6 +217,8 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
             m["multitask"] = {"envs": [e.name for e in algo.envs]}
         elif algo.view is not None:
             m["student_view"] = algo.view.to_json()
+        if norm is not None:   # the observation's scaling (a view's spec holds its own)
+            m["teacher_scaling"] = norm
         m["teacher"] = teacher_meta(st, runs, run_dir, cfg.multitask)
         m["lineage"] = ([teachers.lineage([r], networks.param_count) for r in runs]
                         if cfg.multitask else teachers.lineage(runs, networks.param_count))

@@ -134,6 +134,23 @@ def test_a_chain_teacher_applies_the_scaling(normed, tmp_path):
                                [r["mean"] for r in s["evaluation"]["per_seed"]])
 
 
+def test_a_resumed_view_student_rebuilds_its_scaling(teacher_run, tmp_path, cartpole):
+    """A view student (positions only, 2 frames): meta.json keeps the observation's scaling,
+    and what --resume rebuilds from it is the spec the run trained with (rebuilding from the
+    spec's own view-level scaling mapped the view twice: every shift became the first one)."""
+    cfg = tiny_distill(network="4", obs_norm="teacher", obs_norm_steps=256,
+                       student_obs="drop=1,3", frame_stack=2)
+    distill_cmd.run(cfg, str(teacher_run[0]), out=str(tmp_path / "v"), show_progress=False)
+    meta = store.read_meta(tmp_path / "v")
+    obs, spec = meta["teacher_scaling"], meta["network"]["input_norm"]
+    assert len(obs["shift"]) == 4 and spec["shift"] == [obs["shift"][i] for i in (0, 2)] * 2
+    t_run = store.load_run(teacher_run[0])
+    st = distill_cmd.Students.of(meta)
+    again = distill_cmd.input_norm(cfg, cartpole, t_run.meta["network"], [t_run], st, meta)
+    algo = distill.make(cfg, cartpole, t_run.meta["network"], again)
+    assert algo.net_spec["input_norm"] == spec
+
+
 def test_obs_norm_teacher_is_refused_where_it_has_no_teacher(teacher_run):
     assert "a teacher takes none or bounds" in one_line_error(
         ["train-teacher", "--set", "obs_norm=teacher", "--steps", "1000"])
