@@ -93,20 +93,17 @@ def main(argv=None) -> int:
             train_cmd.run(cfg, out=str(t_dir), show_progress=False)
         teacher = store.read_meta(t_dir)
         t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
-        for size in SIZES.get(env, SIZES["CartPole-v1"]):
-            for recipe, (suffix, keys) in LEVERS.items():
-                d = _cell(runs, env, f"{size}-{suffix}", t_dir, size, keys["collect"],
-                          8 * INITS, keys)
-                results.append({**_score(d, env, size, keys["collect"], "teacher", bar,
-                                         t_seed), "recipe": recipe})
-                _write(out, results, time.perf_counter() - t0, quiet=True)
-        for recipe, suffix, sizes, keys in OWN.get(env, []):
-            for size in sizes:
-                d = _cell(runs, env, f"{size}-{suffix}", t_dir, size, keys["collect"],
-                          8 * INITS, keys)
-                results.append({**_score(d, env, size, keys["collect"], "teacher", bar,
-                                         t_seed), "recipe": recipe})
-                _write(out, results, time.perf_counter() - t0, quiet=True)
+        sizes = SIZES.get(env, SIZES["CartPole-v1"])
+        cells = [(size, recipe, suffix, keys) for size in sizes
+                 for recipe, (suffix, keys) in LEVERS.items()]
+        cells += [(size, recipe, suffix, keys) for recipe, suffix, own_sizes, keys
+                  in OWN.get(env, []) for size in own_sizes]
+        for size, recipe, suffix, keys in cells:
+            d = _cell(runs, env, f"{size}-{suffix}", t_dir, size, keys["collect"], 8 * INITS,
+                      keys)
+            results.append({**_score(d, env, size, keys["collect"], "teacher", bar, t_seed),
+                            "recipe": recipe})
+            _write(out, results, time.perf_counter() - t0, quiet=True)
         if args.only_levers:
             continue
         for size in SIZES.get(env, SIZES["CartPole-v1"]):
@@ -131,7 +128,8 @@ def main(argv=None) -> int:
                             "recipe": recipe})
             _write(out, results, time.perf_counter() - t0, quiet=True)
     if args.only_levers and (out / "tiny-base.json").exists():
-        # the base columns of an earlier full run (same command, same teachers' config)
+        # the base columns of an earlier full run (same command; its teachers were trained
+        # by that time's defaults, not these runs)
         results += [{**r, "recipe": "base (earlier run)"}
                     for r in json.loads((out / "tiny-base.json").read_text())
                     if r["env"] in args.envs.split(",")]
@@ -187,7 +185,7 @@ def _write(out: Path, rows: list[dict], wall: float, quiet: bool = False) -> Non
     for r in rows:
         lo, hi = r["retention_ci95"]
         lines.append(f"| {r['env']} | {r['student']} ({r['params']}) | "
-                     f"{r.get('recipe', 'as first run')} | {r['collect']} | "
+                     f"{r['recipe']} | {r['collect']} | "
                      f"{r['via']} | {r['passing']}/{r['students']} (bar {r['bar']:.0%}) | "
                      f"{r['retention_min']:.1%} | {r['retention_mean']:.1%} "
                      f"[{lo:.1%}, {hi:.1%}] |")

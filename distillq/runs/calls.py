@@ -16,13 +16,20 @@ from distillq.runs import parallel, signals
 _setup.configure()
 
 
+def _derived_keys(derive: Callable, seeds: list[int]):
+    """derive(seed) for every seed, in one vectorised call."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.vmap(derive)(jnp.asarray(seeds, jnp.uint32))
+
+
 def keys(seeds: list[int]):
     """One PRNG key per seed, made in one vectorised call (a Python loop over 100,000 seeds
     took minutes)."""
     import jax
-    import jax.numpy as jnp
 
-    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+    return _derived_keys(jax.random.PRNGKey, seeds)
 
 
 def init_keys(seeds: list[int], init: int):
@@ -36,22 +43,16 @@ def init_keys(seeds: list[int], init: int):
 
 def select_keys(seeds: list[int]):
     """The held-out episodes' keys that choose among initialisations (rollout.select_key)."""
-    import jax
-    import jax.numpy as jnp
-
     from distillq.core import rollout
 
-    return jax.vmap(rollout.select_key)(jnp.asarray(seeds, jnp.uint32))
+    return _derived_keys(rollout.select_key, seeds)
 
 
 def eval_keys(seeds: list[int]):
     """The evaluation keys of seeds: shared by train-teacher, distill and evaluate."""
-    import jax
-    import jax.numpy as jnp
-
     from distillq.core import rollout
 
-    return jax.vmap(rollout.eval_key)(jnp.asarray(seeds, jnp.uint32))
+    return _derived_keys(rollout.eval_key, seeds)
 
 
 def jit_vmap(fn: Callable, in_axes: Any = 0, donate: tuple = ()):

@@ -261,7 +261,7 @@ def seed_rows(c: int, t: int, steps_per_iteration: int, seeds: list[int], figure
 
 
 def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
-        show_progress: bool, members: list[int] | None = None) -> Fitted:
+        show_progress: bool) -> Fitted:
     """Compile the chunk, then run chunks from start.t0 until the budget (whole chunks).
 
     Every `checkpoint_secs` (between chunks, finite states only) the full state is saved.
@@ -277,10 +277,9 @@ def fit(plan: Plan, files: RunFiles, state, ctx, start: Start, thresholds,
 
     cfg, sch = plan.cfg, plan.system.schedule
     per = cfg.steps_per_iteration
-    members = plan.seeds if members is None else members     # seeds, one per member (all
-    # processes': the chunk metrics are gathered)
-    init_of = ([k for k in range(plan.inits) for _ in range(len(members) // plan.inits)]
-               if plan.inits > 1 else None)
+    members = plan.seeds * plan.inits     # every process's: the chunk metrics are gathered
+    init_of = ([j for j in range(plan.inits) for _ in plan.seeds] if plan.inits > 1
+               else None)
     multi = parallel.process_count() > 1
     t_start = time.perf_counter()
 
@@ -454,8 +453,7 @@ def run(plan: Plan, *, out: str | None = None, force: bool = False,
         state = parallel.shard(calls.ready(init, keys, ctx))
         state, start = begin(files, plan.cfg, state, reopened is not None, len(members))
         thresholds = None if plan.stop_at is None else plan.stop_at(ctx, members)
-        fitted = fit(plan, files, state, ctx, start, thresholds, show_progress,
-                     plan.seeds * k)     # every process's members: metrics are gathered
+        fitted = fit(plan, files, state, ctx, start, thresholds, show_progress)
         params = fitted.state.best_params
         if k > 1:
             params, final, eval_s, record = choose(plan, parallel.gather(params), ctx, local,
