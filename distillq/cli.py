@@ -267,14 +267,17 @@ def distill(
         "trunk, one Q-head per env" + _d("distill", "multitask"), show_default=False)] = None,
     student: Annotated[str | None, typer.Option(
         metavar="NET", help="student network: 64,32 or 16 (MLP sizes), linear, cnn or "
-        "cnn:C,H; its family may differ from the teacher's" + _d("distill", "network"))] = None,
+        "cnn:C,H, strided or strided:C,...,H (for --student-obs pixels); its family may "
+        "differ from the teacher's" + _d("distill", "network"))] = None,
     student_obs: Annotated[list[str] | None, typer.Option(
-        "--student-obs", metavar="drop=I,J|noise=S", help="privileged teacher: the student "
-        "sees the observation with dimensions dropped and/or noise added (repeatable)",
+        "--student-obs", metavar="drop=I,J|noise=S|pixels", help="privileged teacher: the "
+        "student sees the observation with dimensions dropped and/or noise added "
+        "(repeatable), or pixels: the env rendered as grayscale frames (cross-modal)",
         show_default=False)] = None,
     frame_stack: Annotated[str | None, typer.Option(
         "--frame-stack", metavar="K", help="the student sees its last K (transformed) "
-        "observations stacked" + _d("distill", "frame_stack"))] = None,
+        "observations stacked (pixels: K frames as channels)"
+        + _d("distill", "frame_stack"))] = None,
     obs_norm: Annotated[str | None, typer.Option(
         "--obs-norm", metavar="none|bounds|teacher", help="the student's fixed input scaling: "
         "none, bounds (finite observation bounds to [-1, 1]) or teacher (zero mean, unit std "

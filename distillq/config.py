@@ -29,8 +29,8 @@ OBS_NORM_DOC = ("fixed input scaling, part of the network spec: none; bounds (ea
                 "student only: each dimension shifted and scaled to zero mean, unit std over "
                 "the states its teachers visit, measured once before training)")
 OBS_NORMS = ("none", "bounds", "teacher")
-NETWORK_DOC = ("W,W,... (MLP hidden sizes), linear (no hidden layer) or cnn[:C,H,...] "
-               "(MinAtar CNN)")
+NETWORK_DOC = ("W,W,... (MLP hidden sizes), linear (no hidden layer), cnn[:C,H,...] "
+               "(MinAtar CNN) or strided[:C,...,H] (CNN for rendered frames)")
 
 
 def _f(default: Any, doc: str, **bounds: Any) -> Any:
@@ -263,6 +263,8 @@ class DistillConfig(Loop):
                       "rusu (only the teacher / tau)", choices=("hinton", "rusu"))
     feature_layers: str = _f("-1:-1", "STUDENT:TEACHER hidden-layer indices for feature and "
                              "rkd losses (negative counts from the last)")
+    fsp_layers: str = _f("-2,-1:-2,-1", "fsp loss: A,B:C,D relates the student's hidden layers "
+                         "A and B to the teacher's C and D (negative counts from the last)")
     rkd_angle_batch: int = _f(32, "samples of the batch used by rkd_angle (cost grows as n^3)",
                               min=3)
     ensemble: bool = _f(False, "each student learns from the ensemble of all teacher seeds "
@@ -294,8 +296,11 @@ class DistillConfig(Loop):
                               choices=("fixed", "qdagger", "linear"))
     student_obs: str = _f("", "what the student sees instead of the observation (a "
                           "privileged teacher labels the full one): drop=I,J removes "
-                          "dimensions, noise=S adds Gaussian noise; join with ';' ('' = all)")
-    frame_stack: int = _f(1, "the student sees its last K transformed observations stacked",
+                          "dimensions, noise=S adds Gaussian noise; join with ';' ('' = all); "
+                          "pixels: the env rendered as a grayscale frame (CartPole, Acrobot, "
+                          "MountainCar), a cross-modal student")
+    frame_stack: int = _f(1, "the student sees its last K transformed observations "
+                          "(pixels: frames, as channels) stacked",
                           min=1)
     lambda_fraction: float = _f(0.5, "linear lambda_schedule: fraction of training over which "
                                 "the distillation weight decays to 0", gt=0.0, max=1.0)
@@ -337,6 +342,14 @@ class DistillConfig(Loop):
         return int(s), int(t)
 
     @property
+    def fsp_pairs(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((student A, B), (teacher C, D)) hidden-layer indices of the fsp loss."""
+        s, t = self.fsp_layers.split(":")
+        a, b = (int(x) for x in s.split(","))
+        c, d = (int(x) for x in t.split(","))
+        return (a, b), (c, d)
+
+    @property
     def dataset_iterations(self) -> int:
         return max(1, math.ceil(self.dataset_steps / self.num_envs))
 
@@ -371,19 +384,33 @@ class DistillConfig(Loop):
             if not -n_layers <= ls < n_layers:
                 raise ConfigError(f"feature_layers: student layer {ls} does not exist in a "
                                   f"student with {n_layers} hidden layers ({self.network})")
+        try:
+            (fa, fb), _ = self.fsp_pairs
+        except ValueError:
+            raise ConfigError(f"fsp_layers: expected A,B:C,D integers (student A,B : teacher "
+                              f"C,D), got {self.fsp_layers!r}") from None
+        if "fsp" in self.term_names:
+            n_layers = registry.hidden_layers(registry.parse_network(self.network))
+            for i in (fa, fb):
+                if not -n_layers <= i < n_layers:
+                    raise ConfigError(f"fsp_layers: student layer {i} does not exist in a "
+                                      f"student with {n_layers} hidden layers ({self.network}); "
+                                      "fsp relates two layers")
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) is larger than buffer_size "
                               f"({self.buffer_size})")
         if self.lambda_schedule != "fixed" and not self.has_td:
             raise ConfigError(f"lambda_schedule = {self.lambda_schedule!r} weighs the "
                               "distillation terms against a td term: add --loss td")
-        if self.student_obs or self.frame_stack > 1:
-            if self.has_td:
-                raise ConfigError("a td term with student_obs / frame_stack is not supported "
-                                  "(the TD target would need the view of every next state)")
-            if registry.parse_network(self.network).get("type") == "cnn":
+        image_net = registry.NETWORKS[registry.parse_network(self.network)["type"]].image
+        if self.student_obs.strip() == "pixels":
+            if self.multitask:
+                raise ConfigError("multitask: student_obs / frame_stack are not supported")
+        elif self.student_obs or self.frame_stack > 1:
+            if image_net:
                 raise ConfigError("student_obs / frame_stack: a CNN student sees frames as "
-                                  "they are; use an mlp or linear student")
+                                  "they are (or student_obs = pixels); use an mlp or linear "
+                                  "student")
         if self.multitask:
             bad = [n for n in self.term_names if registry.LOSSES[n].kind != "output"]
             if bad:

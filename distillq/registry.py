@@ -71,6 +71,15 @@ def _parse_cnn(opts: str | None) -> dict:
     return {"channels": c, "kernel": 3, "dense": dense or [128]}
 
 
+def _parse_strided(opts: str | None) -> dict:
+    if not opts:
+        return {"convs": [8, 16], "kernel": 3, "stride": 2, "dense": [32]}
+    *convs, dense = _ints(opts, "strided sizes")
+    if not convs:
+        raise ValueError("strided needs conv channels and a dense width, e.g. 16,32,64")
+    return {"convs": convs, "kernel": 3, "stride": 2, "dense": [dense]}
+
+
 NETWORKS: dict[str, NetworkType] = {n.name: n for n in (
     NetworkType("mlp", "W,W,...  or  mlp:W,W,...",
                 "fully connected: flattened observation -> hidden layers -> Q",
@@ -82,6 +91,11 @@ NETWORKS: dict[str, NetworkType] = {n.name: n for n in (
                 "MinAtar network (Young & Tian 2019): 3x3 conv with C channels (16), ReLU, "
                 "flatten, dense layers H,... (128), Q", _parse_cnn, "distillq.core.networks:CNN",
                 lambda s: 1 + len(s["dense"]), image=True, norm=True),
+    NetworkType("strided", "strided  or  strided:C,...,H",
+                "CNN for rendered frames (--student-obs pixels): 3x3 convs with stride 2 and "
+                "C channels each (8,16), ReLU, flatten, one dense layer H (32), Q",
+                _parse_strided, "distillq.core.networks:StridedCNN",
+                lambda s: len(s["convs"]) + len(s["dense"]), image=True),
     NetworkType("multitask", "distill --multitask", "one student for several envs: each env's "
                 "flattened, scaled observation zero-padded and followed by a one-hot env id, a "
                 "shared MLP trunk (--student sizes), one Q-head per env", _parse_none,
@@ -131,6 +145,8 @@ def network_text(spec: dict) -> str:
         return ",".join(map(str, spec["hidden"])) + suffix
     if kind == "cnn":
         return "cnn:" + ",".join(map(str, [spec["channels"], *spec["dense"]])) + suffix
+    if kind == "strided":
+        return "strided:" + ",".join(map(str, [*spec["convs"], *spec["dense"]]))
     if kind == "multitask":
         return "multitask:" + ",".join(map(str, spec["hidden"]))
     return kind
@@ -152,7 +168,8 @@ class LossType:
     kind: str
     doc: str
     impl: str                       # build(losses.TermOptions) -> term(TermInputs, params)
-    params: str | None = None       # init(key, student_dim, teacher_dim, k) -> trainable params
+    params: str | None = None       # init(key, dims, k) -> trainable params (dims: the widths
+                                    # of the layers it relates, student's then teacher's)
 
 
 LOSSES: dict[str, LossType] = {t.name: t for t in (
@@ -169,6 +186,10 @@ LOSSES: dict[str, LossType] = {t.name: t for t in (
              "a student hidden layer to a teacher hidden layer",
              "distillq.core.losses:term_feature",
              params="distillq.core.losses:init_projection"),
+    LossType("fsp", "hidden", "relation between layers (FSP, Yim et al. 2017): Gram matrix "
+             "of two student layers against two teacher layers (fsp_layers), learned "
+             "projections where widths differ", "distillq.core.losses:term_fsp",
+             params="distillq.core.losses:init_fsp"),
     LossType("rkd_distance", "hidden", "relational KD: pairwise distances of the batch's "
              "embeddings", "distillq.core.losses:term_rkd_distance"),
     LossType("rkd_angle", "hidden", "relational KD: triplet angles of the batch's embeddings",

@@ -41,7 +41,7 @@ def episode(env, apply, params: Any, key, index: int, view: Any = None
 
     def body(carry, i):
         obs, state, alive, hist = carry
-        seen = views.features(hist) if view is not None else obs.astype(jnp.float32)[None]
+        seen = views.features(view, hist) if view is not None else obs.astype(jnp.float32)[None]
         a = jnp.argmax(apply(params, seen)[0])
         k = jax.random.fold_in(jax.random.fold_in(k_steps, i), index)
         obs2, state2, r, term, trunc, _ = env.env.step(k, state, a, env.params)

@@ -28,15 +28,14 @@ import optax
 from distillq import registry
 from distillq.config import DistillConfig
 from distillq.core import envs, explore, loop, networks, replay, rollout, student, td, views
-from distillq.errors import ConfigError
 
 
 class Actor(NamedTuple):
     buffer: Any
     env_state: Any
     obs: jax.Array
-    hist: Any = None         # the student's view history per env [E, stack, kept] (views.py)
-    view_buffer: Any = None  # the student's input at every buffer row [R, E, view dim]
+    hist: Any = None         # the student's view history per env [E, stack, *frame] (views)
+    view_buffer: Any = None  # the student's input at every buffer row [R, E, *view.shape]
 
 
 class Feed(NamedTuple):
@@ -137,9 +136,10 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
          input_norm: dict | None = None) -> Distiller:
     """input_norm: the scaling of obs_norm = "teacher" (pooled_scaling of the teachers'
     visited states, or a resumed run's spec); the other obs_norm values need none."""
-    view = views.parse(cfg.student_obs, cfg.frame_stack, env.obs_shape)
-    s_shape = env.obs_shape if view is None else (view.dim,)
-    if cfg.obs_norm == "teacher" and input_norm is None:
+    view = views.parse(cfg.student_obs, cfg.frame_stack, env.obs_shape, env.name)
+    s_shape = env.obs_shape if view is None else view.shape
+    pixels = view is not None and bool(view.pixels)   # frames: ink in [0, 1], no scaling
+    if cfg.obs_norm == "teacher" and input_norm is None and not pixels:
         raise ValueError("obs_norm = 'teacher' needs the teachers' input_norm")
     scaling = (envs.input_scaling(env) if cfg.obs_norm == "bounds"
                else input_norm if cfg.obs_norm == "teacher" else None)
@@ -154,14 +154,10 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
     layout = replay.Layout(env.obs_shape, env.binary_obs)
     objective = student.make_objective(cfg, apply, teacher.apply)
     tdo = student.td_options(cfg)
-    ls, lt = cfg.layer_pair
-    dims = None            # (student, teacher) feature sizes of the feature_layers pair
+    dims = {}              # the widths each hidden term relates (student.term_dims)
     if any(registry.LOSSES[n].kind == "hidden" for n in cfg.term_names):
-        s_sizes, t_sizes = networks.hidden_sizes(net_spec), networks.hidden_sizes(teacher_spec)
-        if not -len(t_sizes) <= lt < len(t_sizes):
-            raise ConfigError(f"feature_layers: teacher layer {lt} does not exist in a teacher "
-                              f"with {len(t_sizes)} hidden layers")
-        dims = (s_sizes[ls], t_sizes[lt])
+        dims = student.term_dims(cfg, networks.hidden_sizes(net_spec),
+                                 networks.hidden_sizes(teacher_spec))
     eval_rollout = (rollout.make_rollout(env, apply, cfg.eval_episodes, view=view)
                     if cfg.eval_episodes > 0 else None)
     comparison = rollout.make_comparison(env, apply, t_apply, cfg.final_episodes, view=view)
@@ -196,13 +192,13 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
         hist = vbuf = None
         if view is not None:
             hist = views.start(view, obs, jax.random.split(jax.random.fold_in(k_env, 1), E))
-            vbuf = jnp.zeros((R, E, view.dim), jnp.float32)
+            vbuf = views.buffer(view, R, E)
         learner = loop.Learner(train, params if cfg.has_td else None, tx.init(train))
         return loop.start(system, learner, Actor(layout.init(R, E), env_state, obs, hist, vbuf),
                           k_run, qd)
 
     def student_input(actor: Actor):
-        return actor.obs if view is None else views.features(actor.hist)
+        return actor.obs if view is None else views.features(view, actor.hist)
 
     def update(train, opt_state, teacher_params, hyper, buffer, t_written, key, target=None,
                lam=1.0, view_buffer=None):
@@ -210,8 +206,13 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
                                            n_window)
         window = layout.unpack(replay.gather(buffer, row, env_i))
         batch = jax.tree.map(lambda x: x[:, 0], window)
-        s_obs = (None if view_buffer is None
-                 else replay.gather(view_buffer, row, env_i)[:, 0])
+        s_obs = None
+        if view_buffer is not None:
+            stored = replay.gather(view_buffer, row, env_i)          # [B, n, *view.shape]
+            s_obs = views.inputs(view, stored[:, 0])
+            if cfg.has_td:    # the td target bootstraps on the student's view of s'
+                window = window._replace(next_obs=views.next_inputs(
+                    view, stored, window.next_obs, jax.random.fold_in(key, 0x7D)))
         (loss, parts), grads = jax.value_and_grad(objective.loss, has_aux=True)(
             train, teacher_params, batch, hyper, target, lam, window, s_obs)
         upd, opt_state = tx.update(grads, opt_state, train)
@@ -236,7 +237,7 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
                 a.obs, act, st.reward, st.terminated, st.done, st.next_obs)), t)
             agree = jnp.mean((t_greedy == s_greedy).astype(jnp.float32))
             if view is not None:   # the student's input of this row; then the next one's
-                vbuf = replay.write(a.view_buffer, views.features(a.hist), t)
+                vbuf = replay.write(a.view_buffer, views.stored(view, a.hist), t)
                 k_v = jax.random.split(jax.random.fold_in(k_env, 0x51E3), E)
                 hist = views.push(view, a.hist, st.obs, k_v, new_episode=st.done)
                 a = a._replace(view_buffer=vbuf, hist=hist)

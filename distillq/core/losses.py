@@ -11,6 +11,10 @@ Conventions (also in the README):
   student hidden layer and a teacher hidden layer.
 - `rkd_distance` / `rkd_angle` (Park et al. 2019): Huber loss between the student's and the
   teacher's mean-normalised pairwise distances / triplet angle cosines of batch embeddings.
+- `fsp` (Yim et al. 2017, "flow of solution procedure"): the relation *between two layers*:
+  squared error between the teacher's Gram matrix of a pair of its layers (f1^T f2 / B, each
+  layer RMS-normalised) and the student's, carried to the teacher's widths by learned
+  projections (P1^T G_s P2).
 
 Every teacher-side argument carries a leading ensemble axis K (one teacher: K = 1). Targets
 are averaged where averaging is meaningful: Q-values for mse, policies (probabilities) for kl
@@ -141,6 +145,38 @@ def rkd_angle_one(student_e: jax.Array, teacher_e: jax.Array, delta: float = 1.0
     return optax.losses.huber_loss(_angles(student_e), t, delta=delta).mean()
 
 
+def rms_normalised(f: jax.Array) -> jax.Array:
+    """A layer's features [B, m] divided by their root mean square over the batch and units,
+    so a relation does not grow with the layer's activation scale."""
+    return f / jnp.sqrt(jnp.mean(f * f) + 1e-8)
+
+
+def gram(f1: jax.Array, f2: jax.Array) -> jax.Array:
+    """The FSP matrix of two layers over a batch: f1^T f2 / B, [m, n] (Yim et al. 2017 sum
+    over a feature map's positions; a dense layer has none, so the batch's samples take their
+    place), each layer RMS-normalised first."""
+    return rms_normalised(f1).T @ rms_normalised(f2) / f1.shape[0]
+
+
+def fsp_one(s1: jax.Array, s2: jax.Array, t1: jax.Array, t2: jax.Array, p1: jax.Array,
+            p2: jax.Array) -> jax.Array:
+    """FSP loss against one teacher: mean((P1^T G_s P2 - G_t)^2), where G_s [m, n] relates the
+    student's two layers, G_t [m', n'] the teacher's, and the learned projections P1 [m, m'],
+    P2 [n, n'] carry the student's widths to the teacher's (the Gram matrix of the projected
+    features, (s1 P1)^T (s2 P2) / B, is exactly P1^T G_s P2)."""
+    g_t = jax.lax.stop_gradient(gram(t1, t2))
+    return jnp.mean((p1.T @ gram(s1, s2) @ p2 - g_t) ** 2)
+
+
+def fsp(student_pair: tuple[jax.Array, jax.Array], teacher_pair: tuple[jax.Array, jax.Array],
+        p1: jax.Array, p2: jax.Array) -> jax.Array:
+    """fsp_one against each teacher (teacher layers [K, B, .], projections [K, ., .]),
+    averaged."""
+    s1, s2 = student_pair
+    t1, t2 = teacher_pair
+    return jax.vmap(fsp_one, in_axes=(None, None, 0, 0, 0, 0))(s1, s2, t1, t2, p1, p2).mean()
+
+
 def rkd_distance(student_e: jax.Array, teacher_e: jax.Array) -> jax.Array:
     """rkd_distance_one against each teacher (teacher_e [K, B, G]), averaged."""
     return jax.vmap(rkd_distance_one, in_axes=(None, 0))(student_e, teacher_e).mean()
@@ -166,6 +202,8 @@ class TermInputs(NamedTuple):
     teacher_h: jax.Array | None   # [K, B, G] the teachers' (outside the gradient)
     temp: jax.Array               # scalar temperature of this student (a sweep axis)
     td_target: jax.Array | None = None   # [B] the student's n-step TD targets (td term only)
+    student_pair: tuple | None = None    # fsp: the student's fsp_layers activations ([B, .] x2)
+    teacher_pair: tuple | None = None    # fsp: the teachers' ([K, B, .] x2)
 
 
 class TermOptions(NamedTuple):
@@ -197,8 +235,9 @@ def term_td(o: TermOptions) -> Term:
     return lambda x, _p: td_error(x.student_q, x.action, x.td_target, o.td_huber_delta)
 
 
-def init_projection(key: jax.Array, student_dim: int, teacher_dim: int, k: int) -> dict:
+def init_projection(key: jax.Array, dims: tuple[int, int], k: int) -> dict:
     """FitNets projections, one per ensemble member: w [K, F, G], b [K, G]."""
+    student_dim, teacher_dim = dims
     w = jax.random.normal(key, (k, student_dim, teacher_dim)) / jnp.sqrt(student_dim)
     return {"w": w, "b": jnp.zeros((k, teacher_dim))}
 
@@ -213,3 +252,16 @@ def term_rkd_distance(_o: TermOptions) -> Term:
 
 def term_rkd_angle(o: TermOptions) -> Term:
     return lambda x, _p: rkd_angle(x.student_h, x.teacher_h, o.rkd_angle_batch)
+
+
+def init_fsp(key: jax.Array, dims: tuple[int, int, int, int], k: int) -> dict:
+    """FSP projections of the student's layer widths (m, n) to the teacher's (m', n'), one pair
+    per ensemble member: p1 [K, m, m'], p2 [K, n, n']."""
+    m, n, mt, nt = dims
+    k1, k2 = jax.random.split(key)
+    return {"p1": jax.random.normal(k1, (k, m, mt)) / jnp.sqrt(m),
+            "p2": jax.random.normal(k2, (k, n, nt)) / jnp.sqrt(n)}
+
+
+def term_fsp(_o: TermOptions) -> Term:
+    return lambda x, p: fsp(x.student_pair, x.teacher_pair, p["p1"], p["p2"])

@@ -93,17 +93,23 @@ class Conv(nn.Module):
 
     features: int
     kernel: int
+    stride: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        k = self.kernel
+        k, s = self.kernel, self.stride
         w = self.param("kernel", nn.initializers.lecun_normal(),
                        (k, k, x.shape[-1], self.features))
         b = self.param("bias", nn.initializers.zeros, (self.features,))
-        h, wd = x.shape[-3] - k + 1, x.shape[-2] - k + 1
-        cols = jnp.concatenate([x[..., i:i + h, j:j + wd, :] for i in range(k)
-                                for j in range(k)], axis=-1)
+        h, wd = conv_out(x.shape[-3], k, s), conv_out(x.shape[-2], k, s)
+        cols = jnp.concatenate([x[..., i:i + s * (h - 1) + 1:s, j:j + s * (wd - 1) + 1:s, :]
+                                for i in range(k) for j in range(k)], axis=-1)
         return cols @ w.reshape(-1, self.features) + b
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """Output positions of a VALID convolution along one axis."""
+    return (size - kernel) // stride + 1
 
 
 class CNN(nn.Module):
@@ -137,6 +143,36 @@ class CNN(nn.Module):
         hiddens = [conv, *hiddens]
         q = nn.Dense(self.num_actions, name="q")(x)
         return (q, tuple(hiddens)) if return_hidden else q
+
+
+class StridedCNN(nn.Module):
+    """For rendered frames (views.py pixels): convolutions (kernel x kernel, stride, VALID,
+    `conv_i`) with the activation, flatten, dense layers (`hidden_i`), Q. Every conv's output
+    (flattened) and every dense layer's is a hidden activation, in order."""
+
+    convs: tuple[int, ...]
+    kernel: int
+    stride: int
+    dense: tuple[int, ...]
+    num_actions: int
+    activation: str = "relu"
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> StridedCNN:
+        return cls(tuple(spec["convs"]), int(spec["kernel"]), int(spec["stride"]),
+                   tuple(spec["dense"]), int(spec["num_actions"]), spec["activation"])
+
+    @nn.compact
+    def __call__(self, x: jax.Array, return_hidden: bool = False):
+        act = ACTIVATIONS[self.activation]
+        batch = x.shape[:-3]
+        hiddens = []
+        for i, c in enumerate(self.convs):
+            x = act(Conv(c, self.kernel, self.stride, name=f"conv_{i}")(x))
+            hiddens.append(x.reshape(*batch, -1))
+        x, dense = _trunk(x.reshape(*batch, -1), self.dense, act)
+        q = nn.Dense(self.num_actions, name="q")(x)
+        return (q, tuple(hiddens + dense)) if return_hidden else q
 
 
 class MultiTaskMLP(nn.Module):

@@ -64,7 +64,7 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                 keys = _per_episode(jax.random.fold_in(k_act, i), episodes)
                 action = jax.vmap(lambda k: jax.random.randint(k, (), 0, env.num_actions))(keys)
             else:
-                seen = views.features(hist) if view is not None else obs
+                seen = views.features(view, hist) if view is not None else obs
                 if view is not None and shifted:   # the shift's noise reaches the view too
                     keys = _per_episode(jax.random.fold_in(k_view_noise, i), episodes)
                     seen = seen + obs_noise * jax.vmap(

@@ -101,6 +101,8 @@ def make_objective(cfg: DistillConfig, student_apply: Callable,
     opts = term_options(cfg)
     terms = [registry.load(registry.LOSSES[n].impl)(opts) for n in names]
     need_hidden = any(registry.LOSSES[n].kind == "hidden" for n in names)
+    (fa, fb), (fc, fd) = cfg.fsp_pairs
+    need_pair = "fsp" in names
     is_td = jnp.asarray([registry.LOSSES[n].kind == "td" for n in names])
     ls, lt = cfg.layer_pair
     tdo = td_options(cfg)
@@ -120,7 +122,10 @@ def make_objective(cfg: DistillConfig, student_apply: Callable,
             action=batch.action, student_q=s_q, teacher_q=jax.lax.stop_gradient(t_q),
             student_h=s_hs[ls] if need_hidden else None,
             teacher_h=jax.lax.stop_gradient(t_hs[lt]) if need_hidden else None,
-            temp=hyper.temp, td_target=td_y)
+            temp=hyper.temp, td_target=td_y,
+            student_pair=(s_hs[fa], s_hs[fb]) if need_pair else None,
+            teacher_pair=(jax.lax.stop_gradient(t_hs[fc]), jax.lax.stop_gradient(t_hs[fd]))
+            if need_pair else None)
         parts = jnp.stack([term(x, train_params["terms"].get(name))
                            for name, term in zip(names, terms, strict=True)])
         weights = hyper.weights * jnp.where(is_td, 1.0, lam)
@@ -129,10 +134,37 @@ def make_objective(cfg: DistillConfig, student_apply: Callable,
     return Objective(loss, names)
 
 
-def init_terms(cfg: DistillConfig, key: jax.Array, dims: tuple[int, int] | None,
-               k: int) -> dict:
-    """The trainable params of the terms that have some (FitNets projections), by name."""
+def term_dims(cfg: DistillConfig, s_sizes: list[int], t_sizes: list[int]) -> dict:
+    """The widths each hidden term relates, by name (student's, then teacher's): feature
+    (and rkd) the feature_layers pair, fsp the fsp_layers' four layers. s_sizes / t_sizes:
+    the flattened widths of the student's and the teachers' hidden layers."""
+    from distillq.errors import ConfigError
+
+    def pick(sizes: list[int], i: int, who: str, key: str) -> int:
+        if not -len(sizes) <= i < len(sizes):
+            raise ConfigError(f"{key}: {who} layer {i} does not exist in a {who} with "
+                              f"{len(sizes)} hidden layers")
+        return sizes[i]
+
+    ls, lt = cfg.layer_pair
+    (fa, fb), (fc, fd) = cfg.fsp_pairs
+    out = {}
+    for n in cfg.term_names:
+        if n == "fsp":
+            out[n] = (pick(s_sizes, fa, "student", "fsp_layers"),
+                      pick(s_sizes, fb, "student", "fsp_layers"),
+                      pick(t_sizes, fc, "teacher", "fsp_layers"),
+                      pick(t_sizes, fd, "teacher", "fsp_layers"))
+        elif registry.LOSSES[n].kind == "hidden":
+            out[n] = (pick(s_sizes, ls, "student", "feature_layers"),
+                      pick(t_sizes, lt, "teacher", "feature_layers"))
+    return out
+
+
+def init_terms(cfg: DistillConfig, key: jax.Array, dims: dict, k: int) -> dict:
+    """The trainable params of the terms that have some (FitNets and FSP projections), by
+    name; dims: term_dims."""
     with_params = [n for n in cfg.term_names if registry.LOSSES[n].params]
     keys = jax.random.split(key, len(with_params)) if len(with_params) > 1 else [key]
-    return {n: registry.load(registry.LOSSES[n].params)(kk, *dims, k)
+    return {n: registry.load(registry.LOSSES[n].params)(kk, dims[n], k)
             for n, kk in zip(with_params, keys, strict=False)}

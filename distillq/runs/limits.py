@@ -3,7 +3,8 @@
 A run that cannot fit is refused with one line giving the estimate (exit 2), before a run
 dir is created or anything compiles. The estimate counts what the jitted loop keeps per
 student (seed x sweep point) and multiplies by the students:
-  replay buffer     rows x envs x bytes per transition (replay.Layout)
+  replay buffer     rows x envs x bytes per transition (replay.Layout; a view student's
+                    stacked views beside each row: uint8 frames, float32 numbers)
   networks          params x 6 (params, target or projection, best params, Adam's two
                     moments, gradients) x 4 bytes, plus the teachers' params per student
   activations       batch x window x the network's widest layer, forward and backward
@@ -91,6 +92,14 @@ def transition_bytes(layout) -> int:
     return (2 * layout.obs_dim + 16) if layout.binary_obs else 4 * layout.width
 
 
+def view_bytes(view) -> int:
+    """Bytes per transition of a view student's stored inputs (views.buffer): its stacked
+    view beside each replay row (uint8 frames for pixels, float32 numbers otherwise)."""
+    if view is None:
+        return 0
+    return view.dim * (1 if view.pixels else 4)
+
+
 def preflight_teacher(cfg, trainer) -> None:
     """Everything train-teacher can check before creating a run dir."""
     from distillq.core import networks
@@ -118,7 +127,7 @@ def preflight_distill(cfg, distiller, teacher_spec: dict, students: int, k: int)
                buffer_entries=cfg.buffer_rows * cfg.num_envs)
     check_memory("distill", estimate(
         students=students, buffer_rows=cfg.buffer_rows, num_envs=cfg.num_envs,
-        transition_bytes=transition_bytes(distiller.layout),
+        transition_bytes=transition_bytes(distiller.layout) + view_bytes(distiller.view),
         params=networks.param_count(distiller.net_spec),
         teacher_params=k * networks.param_count(teacher_spec), batch=cfg.batch_size,
         window=1 + 2 * k, width=max(widest(distiller.net_spec), widest(teacher_spec))))

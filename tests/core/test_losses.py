@@ -125,7 +125,7 @@ def test_rkd_huber_threshold_is_one():
 
 def test_feature_projection_init_scale():
     """FitNets projections start at std 1/sqrt(student width), zero bias, one per teacher."""
-    p = losses.init_projection(jax.random.PRNGKey(0), 256, 64, 3)
+    p = losses.init_projection(jax.random.PRNGKey(0), (256, 64), 3)
     assert p["w"].shape == (3, 256, 64) and p["b"].shape == (3, 64)
     assert float(jnp.std(p["w"])) == pytest.approx(1 / 16, rel=0.05)
     assert float(jnp.abs(p["b"]).max()) == 0.0
@@ -208,3 +208,54 @@ def test_the_td_and_angle_terms_bind_their_options():
     xh = losses.TermInputs(jnp.zeros(8, jnp.int32), h, h[None], h, th, jnp.float32(1.0))
     assert float(losses.term_rkd_angle(losses.TermOptions("hinton", 4, 1.0))(xh, None)) == \
         float(losses.rkd_angle_one(h[:4], th[0, :4]))
+
+
+def test_fsp_gram_and_loss_hand_computed():
+    """gram: RMS-normalised layers, f1^T f2 / B; fsp: mean((P1^T G_s P2 - G_t)^2)."""
+    f1 = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])          # B = 3, m = 2
+    f2 = np.array([[2.0], [0.0], [1.0]])                          # n = 1
+    n1 = f1 / np.sqrt((f1 ** 2).mean() + 1e-8)
+    n2 = f2 / np.sqrt((f2 ** 2).mean() + 1e-8)
+    g = n1.T @ n2 / 3
+    np.testing.assert_allclose(np.asarray(losses.gram(jnp.asarray(f1), jnp.asarray(f2))), g,
+                               rtol=1e-6)
+    # the teacher: widths (1, 2); projections carry the student's (2, 1) there
+    t1 = np.array([[1.0], [2.0], [0.0]])
+    t2 = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    gt = (t1 / np.sqrt((t1 ** 2).mean() + 1e-8)).T @ (t2 / np.sqrt((t2 ** 2).mean() + 1e-8)) / 3
+    p1 = np.array([[0.5], [-1.0]])                                # [m=2, m'=1]
+    p2 = np.array([[1.0, 2.0]])                                   # [n=1, n'=2]
+    want = np.mean((p1.T @ g @ p2 - gt) ** 2)
+    got = losses.fsp((jnp.asarray(f1), jnp.asarray(f2)),
+                     (jnp.asarray(t1)[None], jnp.asarray(t2)[None]),
+                     jnp.asarray(p1)[None], jnp.asarray(p2)[None])
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    # the projected Gram matrix is the Gram matrix of projected features
+    np.testing.assert_allclose(p1.T @ g @ p2, (n1 @ p1).T @ (n2 @ p2) / 3, rtol=1e-6)
+
+
+def test_fsp_relates_layers_not_samples_and_averages_teachers():
+    """Zero when the student's relation equals the teacher's; scale-free (a layer times 10
+    changes nothing); an ensemble averages its members' losses; only the student learns."""
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    s1, s2 = jax.random.normal(k[0], (16, 3)), jax.random.normal(k[1], (16, 2))
+    eye1, eye2 = jnp.eye(3)[None], jnp.eye(2)[None]
+    assert float(losses.fsp((s1, s2), (s1[None], s2[None]), eye1, eye2)) == pytest.approx(
+        0.0, abs=1e-10)
+    assert float(losses.fsp((s1, s2), (10 * s1[None], s2[None]), eye1, eye2)) == \
+        pytest.approx(0.0, abs=1e-8)
+    t2 = jax.random.normal(k[2], (16, 2))
+    a = losses.fsp((s1, s2), (s1[None], t2[None]), eye1, eye2)
+    b = losses.fsp((s1, s2), (s1[None], s2[None]), eye1, eye2)
+    both = losses.fsp((s1, s2), (jnp.stack([s1, s1]), jnp.stack([t2, s2])),
+                      jnp.concatenate([eye1, eye1]), jnp.concatenate([eye2, eye2]))
+    assert float(a) > 0.01 and float(both) == pytest.approx((float(a) + float(b)) / 2,
+                                                             rel=1e-5)
+    g = jax.grad(lambda t: losses.fsp((s1, s2), (t[None], t2[None]), eye1, eye2))(s1)
+    assert float(jnp.abs(g).max()) == 0.0
+
+
+def test_fsp_projection_init_shapes():
+    p = losses.init_fsp(jax.random.PRNGKey(0), (400, 32, 128, 64), 2)
+    assert p["p1"].shape == (2, 400, 128) and p["p2"].shape == (2, 32, 64)
+    assert float(jnp.std(p["p1"])) == pytest.approx(1 / 20, rel=0.05)

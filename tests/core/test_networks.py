@@ -27,6 +27,31 @@ def test_cnn_conv_equals_flax_conv():
                                atol=1e-5)
 
 
+def test_strided_conv_equals_flax_conv_with_stride():
+    import flax.linen as nn
+
+    x = jax.random.uniform(jax.random.PRNGKey(1), (3, 40, 60, 2))
+    ours = networks.Conv(8, 3, 2)
+    p = ours.init(jax.random.PRNGKey(0), x)
+    want = nn.Conv(8, (3, 3), strides=(2, 2), padding="VALID").apply(p, x)
+    got = ours.apply(p, x)
+    assert got.shape == (3, 19, 29, 8)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_the_strided_cnn_exposes_each_conv_and_dense_layer():
+    spec = networks.spec("strided:8,16,32", "relu", (40, 60, 2), 2)
+    assert spec["convs"] == [8, 16] and spec["dense"] == [32] and spec["stride"] == 2
+    assert registry.network_text(spec) == "strided:8,16,32"
+    assert networks.hidden_sizes(spec) == [19 * 29 * 8, 9 * 14 * 16, 32]
+    assert networks.param_count(spec) == (9 * 2 * 8 + 8) + (9 * 8 * 16 + 16) + \
+        (9 * 14 * 16 * 32 + 32) + (32 * 2 + 2)
+    with pytest.raises(Exception, match="image observations"):
+        networks.spec("strided", "relu", (4,), 2)
+    with pytest.raises(ValueError, match="conv channels and a dense width"):
+        registry.parse_network("strided:8")
+
+
 def test_bounds_input_scaling_maps_bounded_dimensions_to_unit_range():
     mc = envs.make("MountainCar-v0")           # position [-1.2, 0.6], velocity [-0.07, 0.07]
     sc = envs.input_scaling(mc)

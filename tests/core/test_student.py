@@ -291,7 +291,7 @@ def test_hidden_terms_average_every_ensemble_member():
     s_net = networks.build(networks.spec(cfg.network, "relu", env.obs_shape, 2))
     obj = student.make_objective(cfg, s_net.apply, t_net.apply)
     sp = networks.init(s_net, jax.random.PRNGKey(1), env.obs_shape)
-    proj = losses.init_projection(jax.random.PRNGKey(2), 6, 4, 2)
+    proj = losses.init_projection(jax.random.PRNGKey(2), (6, 4), 2)
     obs = jax.random.normal(jax.random.PRNGKey(3), (16, 3))
     _, parts = obj.loss({"student": sp, "terms": {"feature": proj}}, tparams, _batch(obs),
                         _hyper(1.0, [1.0] * 4))

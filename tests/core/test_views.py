@@ -42,11 +42,11 @@ def test_history_is_oldest_first_and_restarts_at_episode_starts():
     v = views.parse("drop=1", 3, (2,))
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     h = views.start(v, jnp.asarray([[1.0, 9.0], [5.0, 9.0]]), keys)
-    np.testing.assert_array_equal(views.features(h), [[1, 1, 1], [5, 5, 5]])
+    np.testing.assert_array_equal(views.features(v, h), [[1, 1, 1], [5, 5, 5]])
     h = views.push(v, h, jnp.asarray([[2.0, 9.0], [6.0, 9.0]]), keys)
     h = views.push(v, h, jnp.asarray([[3.0, 9.0], [7.0, 9.0]]), keys,
                    new_episode=jnp.asarray([False, True]))
-    np.testing.assert_array_equal(views.features(h), [[1, 2, 3], [7, 7, 7]])
+    np.testing.assert_array_equal(views.features(v, h), [[1, 2, 3], [7, 7, 7]])
     noisy = views.parse("noise=0.5", 1, (2,))
     a = views.one(noisy, jnp.zeros((2, 2)), keys)
     np.testing.assert_array_equal(a, views.one(noisy, jnp.zeros((2, 2)), keys))  # same keys
@@ -136,10 +136,71 @@ def test_evaluate_render_and_export_apply_the_same_view(view_run, tmp_path):
     assert json.loads((tmp_path / "exp" / "transform.json").read_text())["keep"] == [0, 2]
 
 
-def test_a_view_student_cannot_teach_and_td_is_refused(view_run):
+def test_a_view_student_cannot_teach(view_run):
     with pytest.raises(RunDirError, match="cannot teach from the full observation"):
         teachers.load_teachers([str(view_run[0])])
-    with pytest.raises(ConfigError, match="td term with student_obs"):
-        tiny_distill(loss=("td", "kl"), frame_stack=2)
     with pytest.raises(ConfigError, match="CNN student"):
         tiny_distill(student_obs="drop=0", network="cnn")
+
+
+def test_td_bootstraps_on_the_students_view_of_the_next_state():
+    """next_inputs pushes the view of s' onto the row's stored stack: numbers (oldest first)
+    and frames (channels, oldest first) alike."""
+    v = views.parse("drop=1,3", 2, (4,))
+    stored = jnp.asarray([[[1.0, 2.0, 3.0, 4.0]]])               # [B=1, n=1, 2 x 2 kept]
+    nxt = jnp.asarray([[[5.0, 6.0, 7.0, 8.0]]])
+    out = views.next_inputs(v, stored, nxt, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(np.asarray(out), [[[3.0, 4.0, 5.0, 7.0]]])
+    px = views.parse("pixels", 3, (4,), "CartPole-v1")
+    obs = jnp.asarray([[0.0, 0, 0, 0], [1.0, 0, 0.1, 0], [-1.0, 0, -0.1, 0]], jnp.float32)
+    hist = views.start(px, obs[:1], None)
+    hist = views.push(px, hist, obs[1:2], None)
+    stored = views.stored(px, hist)[:, None]                      # [1, 1, H, W, 3] uint8
+    out = views.next_inputs(px, stored, obs[None, 2:3], jax.random.PRNGKey(0))
+    want = views.features(px, views.push(px, hist, obs[2:3], None))
+    np.testing.assert_array_equal(np.asarray(out[:, 0]), np.asarray(want))
+
+
+def test_pixels_view_frames_as_channels_oldest_first():
+    v = views.parse("pixels", 2, (4,), "CartPole-v1")
+    assert v.shape == (40, 60, 2) and v.dim == 4800 and v.pixels == "CartPole-v1"
+    assert v.to_json()["input_shape"] == [40, 60, 2]
+    assert views.from_meta({"student_view": v.to_json()}) == v
+    a = jnp.asarray([[0.0, 0.0, 0.0, 0.0]], jnp.float32)
+    b = jnp.asarray([[1.0, 0.0, 0.2, 0.0]], jnp.float32)
+    hist = views.push(v, views.start(v, a, None), b, None)
+    assert hist.dtype == jnp.uint8                                  # frames stay bytes
+    x = np.asarray(views.features(v, hist))
+    assert x.dtype == np.float32 and x.shape == (1, 40, 60, 2) and x.max() <= 1.0
+    from distillq.core import frames
+
+    np.testing.assert_allclose(x[0, ..., 0], np.asarray(frames.draw("CartPole-v1", a))[0],
+                               atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(x[0, ..., 1], np.asarray(frames.draw("CartPole-v1", b))[0],
+                               atol=0.5 / 255 + 1e-6)
+    restarted = views.push(v, hist, a, None, new_episode=jnp.asarray([True]))
+    np.testing.assert_array_equal(np.asarray(restarted[0, 0]), np.asarray(restarted[0, 1]))
+    for text, env, needle in (("pixels;noise=0.1", "CartPole-v1", "view of its own"),
+                              ("pixels", "Pendulum-v1", "pixels are drawn for")):
+        with pytest.raises(ConfigError, match=needle):
+            views.parse(text, 1, (4,), env)
+
+
+def test_a_pixel_student_trains_on_uint8_frames(teacher, cartpole):
+    """Collection keeps uint8 stacks beside each row; the student (a strided CNN) trains on
+    them; the buffer's frames are those of the rows' states; a td term works on pixels."""
+    cfg = tiny_distill(student_obs="pixels", frame_stack=2, network="strided:4,4,8",
+                       chunk_steps=16, buffer_size=1024, loss=("kl", "td"))
+    d = distill.make(cfg, cartpole, teacher.meta["network"])
+    assert d.net_spec["obs_shape"] == [40, 60, 2] and "input_norm" not in d.net_spec
+    ctx = teaching(teacher, cfg)
+    st, m = chunk(d.system)(d.system.init(jax.random.PRNGKey(0), ctx), ctx, jnp.int32(0))
+    assert np.isfinite(m.figures["loss"]) and m.figures["loss"] > 0
+    vb = st.actor.view_buffer
+    assert vb.dtype == jnp.uint8 and vb.shape[2:] == (40, 60, 2)
+    from distillq.core import frames
+
+    tr = d.layout.unpack(st.actor.buffer)
+    r = cfg.chunk_iterations - 1
+    np.testing.assert_array_equal(np.asarray(vb[r, :, ..., 1]),
+                                  np.asarray(frames.draw_u8("CartPole-v1", tr.obs[r])))

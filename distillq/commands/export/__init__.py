@@ -76,10 +76,12 @@ def sample_states(run, n: int, seed_index: int, key_seed: int = 1234) -> np.ndar
     import jax
     import jax.numpy as jnp
 
-    from distillq.core import envs, networks
+    from distillq.core import envs, networks, views
 
     env = envs.make(run.meta["env"])
     net = networks.build(run.meta["network"])
+    view = views.from_meta(run.meta)
+    seen_by = (lambda o: o) if view is None else (lambda o: views.repeated(view, o))
     params = jax.tree.map(lambda x: jnp.asarray(x[seed_index]), run.params)
     n_envs = 64
     steps = math.ceil(n / n_envs)
@@ -92,7 +94,7 @@ def sample_states(run, n: int, seed_index: int, key_seed: int = 1234) -> np.ndar
             obs, state = carry
             k = jax.random.fold_in(k1, i)
             ka, kr, ks = jax.random.split(k, 3)
-            greedy = jnp.argmax(net.apply(params, obs), -1)
+            greedy = jnp.argmax(net.apply(params, seen_by(obs)), -1)
             rand = jax.random.randint(kr, (n_envs,), 0, env.num_actions)
             a = jnp.where(jax.random.uniform(ka, (n_envs,)) < 0.3, rand, greedy)
             st = envs.step(env, jax.random.split(ks, n_envs), state, a)
@@ -232,11 +234,16 @@ def _export(run, layers, spec, one, fmt, out_dir: Path, final: Path, seed_index:
     view = views.from_meta(run.meta)
     if view is not None:   # the artefact takes the student's stacked view, not the obs
         obs = views.of_states(view, obs)
-        (out_dir / "transform.json").write_text(json.dumps({
-            **view.to_json(), "input": "the last `stack` observations (oldest first), each "
-            "reduced to the `keep` indices of the flattened observation, concatenated; at an "
-            "episode's first step, the first observation repeated; `noise` was a training "
-            "and evaluation condition (add it only to reproduce them)"}, indent=2) + "\n")
+        text = ("the last `stack` frames as channels [H, W, stack], oldest first: each "
+                "observation drawn by distillq.core.frames (gymnasium's picture, grayscale "
+                "ink: 0 background, 1 black), uint8 / 255; at an episode's first step, the "
+                "first frame repeated" if view.pixels else
+                "the last `stack` observations (oldest first), each reduced to the `keep` "
+                "indices of the flattened observation, concatenated; at an episode's first "
+                "step, the first observation repeated; `noise` was a training and evaluation "
+                "condition (add it only to reproduce them)")
+        (out_dir / "transform.json").write_text(json.dumps(
+            {**view.to_json(), "input": text}, indent=2) + "\n")
         files = [*files, out_dir / "transform.json"]
     ref_params = to_params(dequantised(layers), spec) if int8 else one
     q_ref = reference_q(spec, ref_params, obs)

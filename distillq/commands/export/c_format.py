@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distillq.commands.export.program import LN_EPS
+from distillq.commands.export.program import LN_EPS, conv_shape
 from distillq.errors import ConfigError, RunDirError
 
 _C_ACTS = {"relu": "v > 0.0f ? v : 0.0f", "tanh": "tanhf(v)",
@@ -44,11 +44,7 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
     obs_dim = int(math.prod(spec["obs_shape"]))
     n_act = int(spec["num_actions"])
     widths = [obs_dim] + [int(x["w"].shape[1]) for x in layers if x["op"] == "dense"]
-    conv = [x for x in layers if x["op"] == "conv"]
-    if conv:
-        k = conv[0]["kernel"]
-        h, w = conv[0]["in_shape"][0] - k.shape[0] + 1, conv[0]["in_shape"][1] - k.shape[1] + 1
-        widths.append(h * w * k.shape[3])
+    widths += [math.prod(conv_shape(x)) for x in layers if x["op"] == "conv"]
     buf = max(widths)
     decls, code = [], []
     act_fn = spec.get("activation", "relu")
@@ -92,15 +88,17 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
             code.append("    { float *t = x; x = y; y = t; }")
         else:
             kh, kw, c_in, f = layer["kernel"].shape
-            hh, ww = layer["in_shape"][0], layer["in_shape"][1]
-            oh, ow = hh - kh + 1, ww - kw + 1
+            ww = layer["in_shape"][1]
+            oh, ow, _ = conv_shape(layer)
+            st = layer.get("stride", 1)
             idx = f"((a * {kw} + b) * {c_in} + c) * {f} + o"
+            at = f"((r * {st} + a) * {ww} + (s * {st} + b)) * {c_in} + c"
             code.append(f"""    for (int r = 0; r < {oh}; r++) for (int s = 0; s < {ow}; s++)
     for (int o = 0; o < {f}; o++) {{
         float acc = L{i}_b[o];
         for (int a = 0; a < {kh}; a++) for (int b = 0; b < {kw}; b++)
         for (int c = 0; c < {c_in}; c++)
-            acc += x[((r + a) * {ww} + (s + b)) * {c_in} + c] * {wexpr.format(idx=idx, o="o")};
+            acc += x[{at}] * {wexpr.format(idx=idx, o="o")};
        {act}
         y[(r * {ow} + s) * {f} + o] = acc;
     }}""")

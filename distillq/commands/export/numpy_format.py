@@ -55,9 +55,10 @@ class Policy:
             elif op == "conv":
                 k = self._w(i, "kernel")
                 kh, kw = k.shape[:2]
-                h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-                cols = np.concatenate([x[:, a:a + h, b:b + w, :] for a in range(kh)
-                                       for b in range(kw)], axis=-1)
+                st = layer.get("stride", 1)
+                h, w = (x.shape[1] - kh) // st + 1, (x.shape[2] - kw) // st + 1
+                cols = np.concatenate([x[:, a:a + st * (h - 1) + 1:st, b:b + st * (w - 1) + 1:st]
+                                       for a in range(kh) for b in range(kw)], axis=-1)
                 x = ACTS[layer["act"]](self._ln(i, cols @ k.reshape(-1, k.shape[-1])
                                                 + self.arrays[f"{{i}}_bias"]))
             elif op == "flatten":
@@ -76,7 +77,8 @@ def write_numpy(layers: list[dict], spec: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     arrays, meta = {}, []
     for i, layer in enumerate(layers):
-        meta.append({"op": layer["op"], "act": layer.get("act")})
+        meta.append({"op": layer["op"], "act": layer.get("act"),
+                     **({"stride": layer["stride"]} if "stride" in layer else {})})
         for k, v in layer.items():
             if isinstance(v, np.ndarray):
                 arrays[f"{i}_{k}"] = v

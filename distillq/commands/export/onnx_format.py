@@ -70,7 +70,8 @@ def write_onnx(layers: list[dict], spec: dict, out: Path) -> list[Path]:
             nodes.append(helper.make_node(
                 "Conv", [f"nchw{i}", const(f"k{i}", k.transpose(3, 2, 0, 1)),
                          const(f"cb{i}", layer["bias"])], [f"conv{i}"],
-                kernel_shape=[k.shape[0], k.shape[1]], pads=[0, 0, 0, 0], strides=[1, 1]))
+                kernel_shape=[k.shape[0], k.shape[1]], pads=[0, 0, 0, 0],
+                strides=[layer.get("stride", 1)] * 2))
             nodes.append(helper.make_node("Transpose", [f"conv{i}"], [f"nhwc{i}"],
                                           perm=[0, 2, 3, 1]))
             cur = act(i, layer["act"], ln(i, layer, f"nhwc{i}"))

@@ -25,8 +25,9 @@ def lower(spec: dict, params: Any) -> list[dict]:
     from distillq.core import networks
 
     kind = spec["type"]
-    if kind not in ("mlp", "linear", "cnn"):
-        raise RunDirError(f"cannot export a network of type {kind!r} (known: mlp, linear, cnn)")
+    if kind not in ("mlp", "linear", "cnn", "strided"):
+        raise RunDirError(f"cannot export a network of type {kind!r} (known: mlp, linear, cnn, "
+                          "strided)")
     p = params["params"]
     act = spec.get("activation", "relu")
     shape = list(networks.obs_shape(spec))
@@ -41,13 +42,15 @@ def lower(spec: dict, params: Any) -> list[dict]:
         return ({"ln_scale": np.asarray(p[name]["scale"], np.float32),
                  "ln_bias": np.asarray(p[name]["bias"], np.float32)} if ln else {})
 
-    if kind == "cnn":
-        k = np.asarray(p["conv"]["kernel"], np.float32)            # [kh, kw, C, F]
-        layers.append({"op": "conv", "kernel": k, "bias": np.asarray(p["conv"]["bias"],
-                                                                      np.float32),
-                       "act": act, "in_shape": shape, **norm("conv_norm")})
-        h, w = shape[0] - k.shape[0] + 1, shape[1] - k.shape[1] + 1
-        shape = [h, w, k.shape[3]]
+    convs = ([("conv", 1, "conv_norm")] if kind == "cnn" else
+             [(f"conv_{i}", int(spec["stride"]), None) for i in range(len(spec["convs"]))]
+             if kind == "strided" else [])
+    for name, stride, ln_name in convs:
+        k = np.asarray(p[name]["kernel"], np.float32)              # [kh, kw, C, F]
+        layers.append({"op": "conv", "name": name, "stride": stride, "kernel": k,
+                       "bias": np.asarray(p[name]["bias"], np.float32), "act": act,
+                       "in_shape": shape, **(norm(ln_name) if ln_name else {})})
+        shape = conv_shape(layers[-1])
     layers.append({"op": "flatten", "size": int(math.prod(shape))})
     n_hidden = len(spec.get("hidden", spec.get("dense", [])))
     for i in range(n_hidden):
@@ -58,6 +61,13 @@ def lower(spec: dict, params: Any) -> list[dict]:
     layers.append({"op": "dense", "w": np.asarray(p["q"]["kernel"], np.float32),
                    "b": np.asarray(p["q"]["bias"], np.float32), "act": None})
     return layers
+
+
+def conv_shape(layer: dict) -> list[int]:
+    """[h, w, F] that a conv layer outputs (VALID, its stride)."""
+    kh, kw, _c, f = layer["kernel"].shape
+    s = layer.get("stride", 1)
+    return [(layer["in_shape"][0] - kh) // s + 1, (layer["in_shape"][1] - kw) // s + 1, f]
 
 
 def quantise(layers: list[dict]) -> list[dict]:
@@ -100,11 +110,10 @@ def to_params(layers: list[dict], spec: dict) -> dict:
         if "ln_scale" in d:
             p[f"norm_{i}"] = {"scale": d["ln_scale"], "bias": d["ln_bias"]}
     p["q"] = {"kernel": dense[-1]["w"], "bias": dense[-1]["b"]}
-    conv = [x for x in layers if x["op"] == "conv"]
-    if conv:
-        p["conv"] = {"kernel": conv[0]["kernel"], "bias": conv[0]["bias"]}
-        if "ln_scale" in conv[0]:
-            p["conv_norm"] = {"scale": conv[0]["ln_scale"], "bias": conv[0]["ln_bias"]}
+    for conv in (x for x in layers if x["op"] == "conv"):
+        p[conv["name"]] = {"kernel": conv["kernel"], "bias": conv["bias"]}
+        if "ln_scale" in conv:
+            p["conv_norm"] = {"scale": conv["ln_scale"], "bias": conv["ln_bias"]}
     return {"params": p}
 
 
@@ -125,9 +134,10 @@ def numpy_forward(layers: list[dict], obs: np.ndarray) -> np.ndarray:
         elif op == "conv":
             k = layer["kernel"].astype(np.float32) * layer.get("kernel_scale", 1.0)
             kh, kw = k.shape[:2]
-            h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-            cols = np.concatenate([x[:, i:i + h, j:j + w, :] for i in range(kh)
-                                   for j in range(kw)], axis=-1)
+            st = layer.get("stride", 1)
+            h, w = (x.shape[1] - kh) // st + 1, (x.shape[2] - kw) // st + 1
+            cols = np.concatenate([x[:, i:i + st * (h - 1) + 1:st, j:j + st * (w - 1) + 1:st, :]
+                                   for i in range(kh) for j in range(kw)], axis=-1)
             x = cols @ k.reshape(-1, k.shape[-1]) + layer["bias"]
             x = _np_act(layer["act"], _np_ln(layer, x))
         elif op == "flatten":
