@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint golden lock bench bench-minatar teachers study study-tiny study-qdagger study-multitask study-privileged study-robust study-beyond study-minatar mutation deploy clean
+.PHONY: setup run test test-fast lint golden lock bench bench-minatar teachers study study-tiny study-pixels study-qdagger study-multitask study-privileged study-robust study-beyond study-minatar mutation deploy clean
 
 # Installs exactly the versions in requirements.lock (hash-checked), then distillq itself
 # without touching them. pyproject.toml keeps the ranges, for library users.
@@ -92,6 +92,11 @@ study: setup
 # teachers"); results/study-tiny/
 study-tiny: setup
 	$(PY) scripts/tiny_study.py --out results/study-tiny
+
+# Cross-modal students: state teachers teach pixel students (README "Pixel students"):
+# 8 students per cell, 95% CIs; ~2 h per env on a 2-core CPU; results/study-pixels/
+study-pixels: setup
+	$(PY) scripts/pixel_study.py --out results/study-pixels
 
 # Beyond same-task imitation (README "Beyond same-task imitation: the study"): one command
 # per claim, 8 seeds, 95% CIs; results/study-beyond/<claim>.md

@@ -16,7 +16,8 @@ the base (Hinton KL at T = 2, mixed collection, K = 2 frames):
 Retention is normalised, (S - R) / (T - R), against the student's own teacher seed on the
 same episodes; "steps to 95%" is the first in-training evaluation at >= 95% of the teacher's
 final return (median over seeds; "-" where a seed never got there). Writes <out>/pixels.md
-and pixels.json; cells already complete are reused.
+and pixels-<env>.json; cells already complete are reused (envs may run as separate
+processes).
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ BASE = {"student_obs": "pixels", "network": STUDENT, "loss": ("kl",), "temp": (2
 CELLS = [
     ("frames", "K = 2", {}),
     ("frames", "K = 4", {"frame_stack": 4}),
+    ("scratch", "DQN from scratch (td only)", {"loss": ("td",), "collect": "student"}),
     ("frames", "K = 1", {"frame_stack": 1}),
-    ("loss", "kl + feature", {"loss": ("kl", "feature")}),
     ("loss", "kl + fsp", {"loss": ("kl", "fsp")}),
+    ("loss", "kl + feature", {"loss": ("kl", "feature")}),
     ("collect", "teacher", {"collect": "teacher"}),
     ("collect", "student", {"collect": "student"}),
-    ("scratch", "DQN from scratch (td only)", {"loss": ("td",), "collect": "student"}),
 ]
 
 
@@ -67,8 +68,8 @@ def main(argv=None) -> int:
     given = dict(x.split("=", 1) for x in args.teacher_dir)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     t0 = time.perf_counter()
-    rows = []
     for env in args.envs.split(","):
+        rows = []
         teacher = Path(given[env]) if env in given else _teacher(runs, env, args.seeds)
         for factor, label, keys in CELLS:
             if only and label not in only:
@@ -78,8 +79,10 @@ def main(argv=None) -> int:
                 over["total_steps"] = args.steps
             d = _cell(runs, env, factor, label, teacher, over, args.seeds)
             rows.append(_score(d, env, factor, label, over))
-            _write(out, rows, time.perf_counter() - t0)
-    _write(out, rows, time.perf_counter() - t0, quiet=False)
+            (out / f"pixels-{env}.json").write_text(json.dumps(rows, indent=1) + "\n")
+            _write(out)
+    _write(out, quiet=False)
+    print(f"{(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr)
     return 0
 
 
@@ -96,7 +99,9 @@ def _teacher(runs: Path, env: str, n: int) -> Path:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _cell(runs: Path, env: str, factor: str, label: str, teacher: Path, over: dict,
@@ -142,14 +147,15 @@ def _score(d: Path, env: str, factor: str, label: str, over: dict) -> dict:
            "retention": ret, "steps_to_bar": reached,
            "steps_to_bar_median": (statistics.median(got) if len(got) == len(reached)
                                    else None),
-           "env_steps": meta["config"]["total_steps"], "train_s": meta.get("train_s"),
+           "env_steps": meta["config"]["total_steps"], "train_s": meta["train"]["train_s"],
            "run_dir": str(d)}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
 
 
-def _write(out: Path, rows: list[dict], wall: float, quiet: bool = True) -> None:
-    (out / "pixels.json").write_text(json.dumps(rows, indent=1) + "\n")
+def _write(out: Path, quiet: bool = True) -> None:
+    """pixels.md from every env's pixels-<env>.json (envs may run in separate processes)."""
+    rows = [r for f in sorted(out.glob("pixels-*.json")) for r in json.loads(f.read_text())]
     lines = ["| env | varied | cell | students at 95% | retention min | mean [95% CI] | "
              "env steps to 95% (median) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -161,9 +167,9 @@ def _write(out: Path, rows: list[dict], wall: float, quiet: bool = True) -> None
         lines.append(f"| {r['env']} | {r['factor']} | {r['cell']} | "
                      f"{r['passing']}/{r['students']} | {r['retention_min']:.1%} | "
                      f"{r['retention_mean']:.1%} [{lo:.1%}, {hi:.1%}] | {steps} |")
-    p = rows[0]["params"] if rows else 0
-    lines.append(f"\nStudent: {STUDENT} on 40x60 (CartPole) / 40x40 (Acrobot) frames, {p:,} "
-                 f"params on CartPole at K = 2; {wall / 60:.1f} min on this machine.")
+    wall = sum(r["train_s"] or 0 for r in rows)
+    lines.append(f"\nStudent: {STUDENT} on 40x60 (CartPole) / 40x40 (Acrobot) frames; "
+                 f"{wall / 60:.0f} min of training on this machine.")
     (out / "pixels.md").write_text("\n".join(lines) + "\n")
     if not quiet:
         print("\n".join(lines))

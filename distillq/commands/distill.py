@@ -202,7 +202,9 @@ def run(cfg: config.DistillConfig | None, teacher_dirs: list[str] | str | None =
         env_ = envs.make(env_name)
         norm = input_norm(cfg, env_, t_spec, runs, st,
                           None if reopened is None else reopened.meta)
-        algo = distill.make(cfg, env_, t_spec, norm)
+        from distillq.core import views
+
+        algo = distill.make(cfg, env_, t_spec, norm, views.from_meta(runs[0].meta))
         if reopened is None:
             limits.preflight_distill(cfg, algo, t_spec, n * cfg.inits,
                                      1 if st.seed_index is not None

@@ -133,10 +133,29 @@ def lambda_qdagger(student_return: jax.Array, teacher_return: jax.Array,
 
 
 def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
-         input_norm: dict | None = None) -> Distiller:
+         input_norm: dict | None = None, teacher_view: views.View | None = None) -> Distiller:
     """input_norm: the scaling of obs_norm = "teacher" (pooled_scaling of the teachers'
-    visited states, or a resumed run's spec); the other obs_norm values need none."""
+    visited states, or a resumed run's spec); the other obs_norm values need none.
+    teacher_view: the teacher is itself a view student (a chain in the student's modality,
+    e.g. pixels to smaller pixels): it sees, acts and labels on the student's own inputs,
+    so the student must have the same view."""
     view = views.parse(cfg.student_obs, cfg.frame_stack, env.obs_shape, env.name)
+    if teacher_view is not None and view != teacher_view:
+        from distillq.errors import ConfigError
+
+        v = teacher_view
+        spell = ("pixels" if v.pixels else ";".join(
+            filter(None, [f"drop={','.join(map(str, v.to_json()['drop']))}"
+                          if v.to_json()["drop"] else "", f"noise={v.noise:g}"
+                          if v.noise else ""])))
+        raise ConfigError(f"the teacher sees a view of the observation ({spell or 'all'}, "
+                          f"{v.stack} stacked): it teaches a student with the same view "
+                          f"(--student-obs '{spell}' --frame-stack {v.stack})")
+    if teacher_view is not None and cfg.obs_norm == "teacher" and not view.pixels:
+        from distillq.errors import ConfigError
+
+        raise ConfigError("obs_norm = 'teacher' measures the teacher's states, and this "
+                          "teacher sees a view of them: use none or bounds")
     s_shape = env.obs_shape if view is None else view.shape
     pixels = view is not None and bool(view.pixels)   # frames: ink in [0, 1], no scaling
     if cfg.obs_norm == "teacher" and input_norm is None and not pixels:
@@ -152,7 +171,8 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
     tx = td.optimizer(cfg.lr, cfg.lr_end, cfg.total_updates, cfg.grad_clip)
     E, R, B = cfg.num_envs, cfg.buffer_rows, cfg.batch_size
     layout = replay.Layout(env.obs_shape, env.binary_obs)
-    objective = student.make_objective(cfg, apply, teacher.apply)
+    shared = teacher_view is not None      # the teacher reads the student's inputs
+    objective = student.make_objective(cfg, apply, teacher.apply, teacher_sees_view=shared)
     tdo = student.td_options(cfg)
     dims = {}              # the widths each hidden term relates (student.term_dims)
     if any(registry.LOSSES[n].kind == "hidden" for n in cfg.term_names):
@@ -160,16 +180,18 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
                                  networks.hidden_sizes(teacher_spec))
     eval_rollout = (rollout.make_rollout(env, apply, cfg.eval_episodes, view=view)
                     if cfg.eval_episodes > 0 else None)
-    comparison = rollout.make_comparison(env, apply, t_apply, cfg.final_episodes, view=view)
+    comparison = rollout.make_comparison(env, apply, t_apply, cfg.final_episodes, view=view,
+                                         teacher_view=teacher_view)
     select_rollout = (rollout.make_rollout(env, apply, cfg.select_episodes, view=view)
                       if cfg.inits > 1 else None)
-    teacher_rollout = rollout.make_rollout(env, t_apply, cfg.final_episodes)
+    teacher_rollout = rollout.make_rollout(env, t_apply, cfg.final_episodes,
+                                           view=teacher_view)
     random_rollout = rollout.make_rollout(env, None, cfg.final_episodes)
     qdagger = cfg.lambda_schedule == "qdagger"
     n_window = tdo.n_step if cfg.has_td else 1
     from_scratch = all(registry.LOSSES[n].kind == "td" for n in cfg.term_names)
     if qdagger:    # the teacher's and a random policy's in-training evaluation return
-        ref_teacher = rollout.make_rollout(env, t_apply, cfg.eval_episodes)
+        ref_teacher = rollout.make_rollout(env, t_apply, cfg.eval_episodes, view=teacher_view)
         ref_random = rollout.make_rollout(env, None, cfg.eval_episodes)
 
     def init(key: jax.Array, ctx: student.Teaching) -> loop.LoopState:
@@ -180,8 +202,13 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
         k_net, k_env, k_run, k_terms = jax.random.split(key, 4)
         params = networks.init(net, k_net, s_shape)
         obs, env_state = envs.reset(env, jax.random.split(k_env, E))
+        hist = vbuf = None
+        if view is not None:
+            hist = views.start(view, obs, jax.random.split(jax.random.fold_in(k_env, 1), E))
+            vbuf = views.buffer(view, R, E)
         if not from_scratch:   # a td-only student learns nothing from the teacher
-            params = networks.set_output_bias(params, t_apply(teacher_params, obs).mean(axis=0))
+            t_in = views.features(view, hist) if shared else obs
+            params = networks.set_output_bias(params, t_apply(teacher_params, t_in).mean(axis=0))
         k = jax.tree.leaves(teacher_params)[0].shape[0]
         train = {"student": params, "terms": student.init_terms(cfg, k_terms, dims, k)}
         qd = None
@@ -189,10 +216,6 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
             k_ref = jax.random.fold_in(k_run, 0x0DA6)
             qd = jnp.stack([jnp.float32(1.0), ref_teacher(teacher_params, k_ref)["returns"].mean(),
                             ref_random(None, k_ref)["returns"].mean()])
-        hist = vbuf = None
-        if view is not None:
-            hist = views.start(view, obs, jax.random.split(jax.random.fold_in(k_env, 1), E))
-            vbuf = views.buffer(view, R, E)
         learner = loop.Learner(train, params if cfg.has_td else None, tx.init(train))
         return loop.start(system, learner, Actor(layout.init(R, E), env_state, obs, hist, vbuf),
                           k_run, qd)
@@ -220,9 +243,9 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
 
     def behaviour(state: loop.LoopState, teacher_params, t, key):
         """Actions of the collecting policy, the teacher's and the student's greedy ones."""
-        t_greedy = jnp.argmax(t_apply(teacher_params, state.actor.obs), -1)
-        s_greedy = jnp.argmax(apply(state.learner.params["student"],
-                                    student_input(state.actor)), -1)
+        s_in = student_input(state.actor)
+        t_greedy = jnp.argmax(t_apply(teacher_params, s_in if shared else state.actor.obs), -1)
+        s_greedy = jnp.argmax(apply(state.learner.params["student"], s_in), -1)
         act = student.collecting_action(cfg, t_greedy, s_greedy, t, key, env.num_actions)
         return act, t_greedy, s_greedy
 

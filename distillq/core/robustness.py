@@ -102,7 +102,7 @@ def stack_params(env, points: list[dict]) -> Any:
 
 
 def make_grid_eval(env, apply: Callable, chunk: int, t_apply: Callable | None = None,
-                   view: Any = None):
+                   view: Any = None, teacher_view: Any = None):
     """fn(params, t_params, keys, first, env_params, noise) -> leaves [G, S, chunk]: vmapped
     over seeds (params, t_params, keys) and over the grid (env_params, noise)."""
     import jax
@@ -110,9 +110,9 @@ def make_grid_eval(env, apply: Callable, chunk: int, t_apply: Callable | None = 
     from distillq.core import rollout
 
     student = rollout.make_rollout(env, apply, chunk, other_apply=t_apply, shifted=True,
-                                    view=view)
+                                    view=view, other_sees_view=teacher_view is not None)
     if t_apply is not None:
-        teacher = rollout.make_rollout(env, t_apply, chunk, shifted=True)
+        teacher = rollout.make_rollout(env, t_apply, chunk, shifted=True, view=teacher_view)
         uniform = rollout.make_rollout(env, None, chunk, shifted=True)
 
     def one(params, t_params, key, first, env_params, noise):

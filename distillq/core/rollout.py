@@ -28,7 +28,7 @@ def _per_episode(key: jax.Array, episodes: jax.Array) -> jax.Array:
 
 def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                  other_apply: Callable | None = None, shifted: bool = False,
-                 view: Any = None) -> Callable:
+                 view: Any = None, other_sees_view: bool = False) -> Callable:
     """apply_fn None: a uniform-random policy (the baseline of normalised retention).
     `first` numbers the episodes (first .. first + num_episodes - 1): episode e's initial
     state and dynamics depend only on (key, e).
@@ -38,7 +38,9 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
     (the env's state is untouched); the noise depends only on (key, episode, step).
 
     view: a views.View: `apply_fn` sees the stacked, transformed observation (a privileged
-    student), `other_apply` (its teacher) the observation itself."""
+    student), `other_apply` (its teacher) the observation itself, or with `other_sees_view`
+    the same view (a teacher that is itself a view student: chains in the student's
+    modality)."""
     from distillq.core import views
     def rollout(params: Any, key: jax.Array, other_params: Any = None, first: Any = 0,
                 env_params: Any = None, obs_noise: Any = 0.0) -> dict:
@@ -71,7 +73,8 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                         lambda k: jax.random.normal(k, seen.shape[1:]))(keys)
                 action = jnp.argmax(apply_fn(params, seen), axis=-1)
             if other_apply is not None:
-                same = jnp.argmax(other_apply(other_params, obs), axis=-1) == action
+                other_in = seen if (other_sees_view and view is not None) else obs
+                same = jnp.argmax(other_apply(other_params, other_in), axis=-1) == action
                 agree = agree + alive * same
             st = envs.step(env, _per_episode(jax.random.fold_in(k_steps, i), episodes), state,
                            action, env_params)
@@ -99,13 +102,15 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
 
 
 def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Callable,
-                    num_episodes: int, view: Any = None) -> Callable:
+                    num_episodes: int, view: Any = None, teacher_view: Any = None
+                    ) -> Callable:
     """compare(params, teacher_params, key): the student's greedy episodes, the teacher's
     action at every state the student visits (fidelity), and the teacher's own greedy
-    episodes and a uniform-random policy's episodes on the same keys (same initial states)."""
+    episodes and a uniform-random policy's episodes on the same keys (same initial states).
+    teacher_view: the teacher's own view (a view student teaching one with the same view)."""
     student = make_rollout(env, student_apply, num_episodes, other_apply=teacher_apply,
-                           view=view)
-    teacher = make_rollout(env, teacher_apply, num_episodes)
+                           view=view, other_sees_view=teacher_view is not None)
+    teacher = make_rollout(env, teacher_apply, num_episodes, view=teacher_view)
     uniform = make_rollout(env, None, num_episodes)
 
     def compare(params: Any, teacher_params: Any, key: jax.Array, first: Any = 0) -> dict:

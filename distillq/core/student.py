@@ -89,13 +89,14 @@ class Objective(NamedTuple):
 
 
 def make_objective(cfg: DistillConfig, student_apply: Callable,
-                   teacher_apply: Callable) -> Objective:
+                   teacher_apply: Callable, teacher_sees_view: bool = False) -> Objective:
     """The weighted sum of cfg's terms, each built once from registry.LOSSES with its options.
 
     `batch` is a replay.Transition of sampled states [B, ...]. A td term also needs `window`
     ([B, td_n_step, ...] transitions starting at those states) and the student's `target`
     params. `lam` multiplies every non-td term's weight. student_apply / teacher_apply are
-    (params, obs, return_hidden) -> (Q, hidden activations).
+    (params, obs, return_hidden) -> (Q, hidden activations). teacher_sees_view: the teacher
+    is itself a view student with the student's view: it labels the student's inputs.
     """
     names = cfg.term_names
     opts = term_options(cfg)
@@ -116,7 +117,8 @@ def make_objective(cfg: DistillConfig, student_apply: Callable,
         s_q, s_hs = student_apply(train_params["student"],
                                   obs if student_obs is None else student_obs,
                                   return_hidden=True)
-        t_q, t_hs = jax.vmap(lambda p: teacher_apply(p, obs, return_hidden=True))(
+        t_obs = student_obs if teacher_sees_view and student_obs is not None else obs
+        t_q, t_hs = jax.vmap(lambda p: teacher_apply(p, t_obs, return_hidden=True))(
             teacher_params)
         x = losses.TermInputs(
             action=batch.action, student_q=s_q, teacher_q=jax.lax.stop_gradient(t_q),

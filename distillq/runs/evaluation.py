@@ -168,8 +168,9 @@ def evaluate_run(run: store.Run, episodes: int, with_teacher: bool = True,
         t_apply = networks.ensemble_apply(networks.build(t_runs[0].meta["network"]).apply)
         t_params = teachers.per_student_params(t_runs, meta["teacher"]["seed_index"],
                                                len(seeds))
-        fn = jax.jit(jax.vmap(rollout.make_comparison(env, net.apply, t_apply, chunk, view),
-                              in_axes=(0, 0, 0, None)))
+        fn = jax.jit(jax.vmap(rollout.make_comparison(
+            env, net.apply, t_apply, chunk, view, views.from_meta(t_runs[0].meta)),
+            in_axes=(0, 0, 0, None)))
         args = (params, t_params, keys)
     else:
         fn = jax.jit(jax.vmap(rollout.make_rollout(env, net.apply, chunk, view=view),
@@ -207,14 +208,15 @@ def evaluate_run(run: store.Run, episodes: int, with_teacher: bool = True,
         console.print(f"[dim]{meta['kind']} {run.path}: the same numbers as its table above"
                       "[/dim]")
     if shifts:
-        result["robustness"] = _shifts(run, env, net, params, t_apply, t_params, keys,
-                                       episodes, shifts)
+        result["robustness"] = _shifts(
+            run, env, net, params, t_apply, t_params, keys, episodes, shifts,
+            views.from_meta(t_runs[0].meta) if t_runs is not None else None)
         print_shift_table(f"{meta['kind']} {run.path}", result["robustness"]["shifts"])
     return result
 
 
 def _shifts(run: store.Run, env, net, params, t_apply, t_params, keys,
-            episodes: int, shifts: list[dict]) -> dict:
+            episodes: int, shifts: list[dict], t_view=None) -> dict:
     """The run (and its teacher, and a random policy) under every shift of the grid, on the
     same episode keys as the unshifted evaluation; in chunks of episodes (interruptible)."""
     import jax
@@ -224,8 +226,8 @@ def _shifts(run: store.Run, env, net, params, t_apply, t_params, keys,
 
     g, n_seeds = len(shifts), len(run.meta["seeds"])
     chunk = max(1, min(episodes, EVAL_CHUNK // g))
-    fn = robustness.make_grid_eval(env, net.apply, chunk, t_apply,
-                                   views.from_meta(run.meta))
+    fn = robustness.make_grid_eval(env, net.apply, chunk, t_apply, views.from_meta(run.meta),
+                                   t_view)
     env_params = robustness.stack_params(env, shifts)
     noise = jnp.asarray([s["obs_noise"] for s in shifts], jnp.float32)
     args = (params, t_params, keys)

@@ -31,6 +31,9 @@ def load_teachers(teacher_dirs: list[str], point: int | None = None,
         if r.meta["env"] != first["env"]:
             raise RunDirError(f"teacher runs disagree on the env: {first['env']} vs "
                               f"{r.meta['env']} ({r.path})")
+        if r.meta.get("student_view") != first.get("student_view"):
+            raise RunDirError(f"teacher runs of an ensemble must see the same view of the "
+                              f"observation ({r.path} differs from {runs[0].path})")
         if r.meta["network"] != first["network"]:
             raise RunDirError("teacher runs of an ensemble must share a network architecture "
                               f"({runs[0].path} vs {r.path})")
@@ -94,10 +97,8 @@ def of_student(path: Path, meta: dict, missing: str = "raise") -> list[store.Run
 
 
 def check_can_teach(r: store.Run) -> None:
-    """A run that cannot label a single env's full observation is refused in one line."""
-    if r.meta.get("student_view"):
-        raise RunDirError(f"{r.path} sees a transformed observation (student_obs / "
-                          "frame_stack): it cannot teach from the full observation")
+    """A run that cannot teach a single env is refused in one line (a view student teaches
+    students with its own view: distill.make checks that)."""
     if r.meta.get("multitask"):
         raise RunDirError(f"{r.path} is a multi-task student ({r.meta['env']}): it cannot "
                           "teach (distil each env from its own teacher run)")

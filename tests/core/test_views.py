@@ -16,7 +16,7 @@ from distillq.commands import evaluate as evaluate_cmd
 from distillq.commands import export as export_cmd
 from distillq.commands import render as render_cmd
 from distillq.core import distill, envs, networks, rollout, views
-from distillq.errors import ConfigError, RunDirError
+from distillq.errors import ConfigError
 from distillq.runs import store, teachers
 
 
@@ -136,9 +136,12 @@ def test_evaluate_render_and_export_apply_the_same_view(view_run, tmp_path):
     assert json.loads((tmp_path / "exp" / "transform.json").read_text())["keep"] == [0, 2]
 
 
-def test_a_view_student_cannot_teach(view_run):
-    with pytest.raises(RunDirError, match="cannot teach from the full observation"):
-        teachers.load_teachers([str(view_run[0])])
+def test_a_view_student_teaches_only_its_own_view(view_run, tmp_path):
+    """It labels the student's inputs, so the student must see what it sees."""
+    assert teachers.load_teachers([str(view_run[0])])[0].meta["student_view"]["keep"] == [0, 2]
+    with pytest.raises(ConfigError, match="drop=1,3;noise=0.01.*--frame-stack 2"):
+        distill_cmd.run(tiny_distill(), str(view_run[0]), out=str(tmp_path / "x"),
+                        show_progress=False)
     with pytest.raises(ConfigError, match="CNN student"):
         tiny_distill(student_obs="drop=0", network="cnn")
 
@@ -204,3 +207,37 @@ def test_a_pixel_student_trains_on_uint8_frames(teacher, cartpole):
     r = cfg.chunk_iterations - 1
     np.testing.assert_array_equal(np.asarray(vb[r, :, ..., 1]),
                                   np.asarray(frames.draw_u8("CartPole-v1", tr.obs[r])))
+
+
+@pytest.fixture(scope="module")
+def pixel_chain(teacher_run, tmp_path_factory):
+    """A state teacher -> a pixel student (2 frames) -> a smaller pixel student."""
+    d = tmp_path_factory.mktemp("pixels")
+    px = dict(student_obs="pixels", frame_stack=2, buffer_size=128, final_episodes=3)
+    a = distill_cmd.run(tiny_distill(network="strided:4,8,16", **px), str(teacher_run[0]),
+                        out=str(d / "a"), show_progress=False)
+    s = distill_cmd.run(tiny_distill(network="strided:2,4,8", **px), a["run_dir"],
+                        out=str(d / "s"), show_progress=False)
+    return d, a, s
+
+
+def test_a_pixel_student_teaches_a_pixel_student(pixel_chain, tmp_path):
+    """The chain stays in the student's modality: the pixel teacher's return in the chain
+    student's comparison is its own return on the same episodes (it plays on its frames);
+    evaluate, export parity and the refusal of another view all hold."""
+    d, a, s = pixel_chain
+    assert s["network"]["obs_shape"] == [40, 60, 2] and s["student_view"]["pixels"]
+    np.testing.assert_allclose([r["teacher_mean"] for r in s["evaluation"]["per_seed"]],
+                               [r["mean"] for r in a["evaluation"]["per_seed"]])
+    ev = evaluate_cmd.run([str(d / "s")], episodes=3)["results"][0]
+    assert [r["mean"] for r in ev["evaluation"]["per_seed"]] == \
+        [r["mean"] for r in s["evaluation"]["per_seed"]]
+    res = export_cmd.run(str(d / "s"), "numpy", str(tmp_path / "e"), states=300)
+    assert res["parity"]["ok"] and res["network"]["type"] == "strided"
+    assert json.loads((tmp_path / "e" / "transform.json").read_text())["pixels"] == \
+        "CartPole-v1"
+    for kw, needle in ((dict(frame_stack=1, student_obs="pixels", network="strided:2,4,8"),
+                        "--frame-stack 2"), (dict(network="8"), "--student-obs 'pixels'")):
+        with pytest.raises(ConfigError, match=needle):
+            distill_cmd.run(tiny_distill(**kw), a["run_dir"], out=str(tmp_path / "x"),
+                            show_progress=False)
