@@ -135,6 +135,24 @@ def test_a_huge_sweep_is_refused_with_its_memory_estimate(runs):
     assert "distill needs about" in msg and "GB" in msg and "replay buffer" in msg
 
 
+def test_the_memory_check_counts_a_view_students_frames(runs):
+    """2M transitions of CartPole are 96 MB per student; the same rows with a pixel student's
+    8 stacked 40x60 frames beside them are 38 GB: refused, the frames counted as bytes."""
+    import re
+
+    from distillq.core import views
+    from distillq.runs import limits
+
+    assert limits.view_bytes(views.parse("pixels", 8, (4,), "CartPole-v1")) == 40 * 60 * 8
+    assert limits.view_bytes(views.parse("drop=1", 3, (4,))) == 4 * 9
+    assert limits.view_bytes(None) == 0
+    msg = one_line_error(["distill", "-t", str(runs[0]), "--student-obs", "pixels",
+                          "--frame-stack", "8", "--student", "strided", "--set",
+                          "buffer_size=2_000_000"])
+    gb = float(re.search(r"replay buffer ([0-9.]+) GB", msg).group(1))
+    assert "distill needs about" in msg and gb > 2 * 35
+
+
 def test_stdin_is_read_with_a_bound_and_deep_json_is_refused(tmp_path):
     from distillq import pipes
 

@@ -38,10 +38,13 @@ def runs(tmp_path_factory):
                            out=str(d / "cnn"), show_progress=False)
     distill_cmd.run(tiny_distill(network="cnn:2,8"), [str(d / "cnn")], out=str(d / "cnns"),
                      show_progress=False)
+    distill_cmd.run(tiny_distill(network="strided:3,4,8", student_obs="pixels", frame_stack=2,
+                                 buffer_size=128), [str(d / "t")], out=str(d / "pixels"),
+                    show_progress=False)
     return d
 
 
-@pytest.mark.parametrize("run", ["lin", "mlp", "tnorm", "cnns", "cnn"])
+@pytest.mark.parametrize("run", ["lin", "mlp", "tnorm", "cnns", "cnn", "pixels"])
 @pytest.mark.parametrize("fmt", ["numpy", "c", "onnx"])
 def test_every_format_matches_distillq_on_10000_states(runs, run, fmt, tmp_path):
     if fmt == "c" and c_format.c_compiler() is None:
