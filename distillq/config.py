@@ -342,6 +342,11 @@ class DistillConfig(Loop):
         return int(s), int(t)
 
     @property
+    def pixels(self) -> bool:
+        """The student sees rendered frames (student_obs = "pixels")."""
+        return [x.strip() for x in self.student_obs.split(";") if x.strip()] == ["pixels"]
+
+    @property
     def fsp_pairs(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """((student A, B), (teacher C, D)) hidden-layer indices of the fsp loss."""
         s, t = self.fsp_layers.split(":")
@@ -403,7 +408,7 @@ class DistillConfig(Loop):
             raise ConfigError(f"lambda_schedule = {self.lambda_schedule!r} weighs the "
                               "distillation terms against a td term: add --loss td")
         image_net = registry.NETWORKS[registry.parse_network(self.network)["type"]].image
-        if self.student_obs.strip() == "pixels":
+        if self.pixels:
             if self.multitask:
                 raise ConfigError("multitask: student_obs / frame_stack are not supported")
         elif self.student_obs or self.frame_stack > 1:

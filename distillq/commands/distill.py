@@ -154,7 +154,7 @@ def input_norm(cfg: config.DistillConfig, env, t_spec: dict, runs: list[store.Ru
     new run, read back from meta.json's "teacher_scaling" for a resumed one. Not the spec's
     input_norm: a view student's spec holds the scaling of its view, which distill.make derives
     from this one (deriving it from the spec's would map the view twice)."""
-    if cfg.obs_norm != "teacher" or cfg.student_obs.strip() == "pixels":
+    if cfg.obs_norm != "teacher" or cfg.pixels:
         return None         # a pixel student's frames are ink in [0, 1] already
     return meta["teacher_scaling"] if meta is not None else _teacher_scaling(
         cfg, env, t_spec, runs, st)

@@ -307,6 +307,38 @@ def test_hidden_terms_average_every_ensemble_member():
     assert float(parts[3]) == pytest.approx(angle, rel=1e-5)
 
 
+def test_fsp_term_relates_the_configured_layers():
+    """The objective's fsp part is losses.fsp of the fsp_layers pairs (student 0 and 1 of a
+    3-layer MLP, teacher 1 and 0: order matters), each teacher with its own projections."""
+    env = probes.make("chain", length=3)
+    spec = networks.spec("4,5", "relu", env.obs_shape, env.num_actions)
+    t_net = networks.build(spec)
+    tparams = jax.vmap(lambda k: networks.init(t_net, k, env.obs_shape))(
+        jax.random.split(jax.random.PRNGKey(5), 2))
+    cfg = tiny_distill(loss=("kl", "fsp"), network="6,3,2", fsp_layers="0,1:1,0")
+    s_net = networks.build(networks.spec(cfg.network, "relu", env.obs_shape, 2))
+    dims = student.term_dims(cfg, [6, 3, 2], [4, 5])
+    assert dims == {"fsp": (6, 3, 5, 4)}
+    proj = student.init_terms(cfg, jax.random.PRNGKey(2), dims, 2)["fsp"]
+    obj = student.make_objective(cfg, s_net.apply, t_net.apply)
+    sp = networks.init(s_net, jax.random.PRNGKey(1), env.obs_shape)
+    obs = jax.random.normal(jax.random.PRNGKey(3), (16, 3))
+    _, parts = obj.loss({"student": sp, "terms": {"fsp": proj}}, tparams, _batch(obs),
+                        _hyper(1.0, [1.0, 1.0]))
+    s_h = s_net.apply(sp, obs, return_hidden=True)[1]
+    t_h = [t_net.apply(jax.tree.map(lambda x, i=i: x[i], tparams), obs, return_hidden=True)[1]
+           for i in range(2)]
+    want = np.mean([float(losses.fsp_one(s_h[0], s_h[1], t_h[i][1], t_h[i][0],
+                                         proj["p1"][i], proj["p2"][i])) for i in range(2)])
+    assert float(parts[1]) == pytest.approx(want, rel=1e-5) and want > 0
+    from distillq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fsp_layers: student layer 3"):
+        tiny_distill(loss=("kl", "fsp"), network="6,3", fsp_layers="3,1:0,1")
+    with pytest.raises(ConfigError, match="expected A,B:C,D"):
+        tiny_distill(loss=("kl", "fsp"), fsp_layers="0:1")
+
+
 def test_lambda_weighs_every_term_but_td():
     """lam multiplies the distillation terms' weights, never the td term's."""
     env = probes.make("one_step")
