@@ -40,12 +40,12 @@ BASE = {"student_obs": "pixels", "network": STUDENT, "loss": ("kl",), "temp": (2
 CELLS = [
     ("frames", "K = 2", {}),
     ("frames", "K = 4", {"frame_stack": 4}),
+    ("collect", "student", {"collect": "student"}),
     ("scratch", "DQN from scratch (td only)", {"loss": ("td",), "collect": "student"}),
     ("frames", "K = 1", {"frame_stack": 1}),
     ("loss", "kl + fsp", {"loss": ("kl", "fsp")}),
     ("loss", "kl + feature", {"loss": ("kl", "feature")}),
     ("collect", "teacher", {"collect": "teacher"}),
-    ("collect", "student", {"collect": "student"}),
 ]
 
 

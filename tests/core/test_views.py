@@ -193,12 +193,14 @@ def test_a_pixel_student_trains_on_uint8_frames(teacher, cartpole):
     """Collection keeps uint8 stacks beside each row; the student (a strided CNN) trains on
     them; the buffer's frames are those of the rows' states; a td term works on pixels."""
     cfg = tiny_distill(student_obs="pixels", frame_stack=2, network="strided:4,4,8",
-                       chunk_steps=16, buffer_size=1024, loss=("kl", "td"))
+                       chunk_steps=16, buffer_size=1024, loss=("kl", "td", "fsp"))
     d = distill.make(cfg, cartpole, teacher.meta["network"])
     assert d.net_spec["obs_shape"] == [40, 60, 2] and "input_norm" not in d.net_spec
     ctx = teaching(teacher, cfg)
     st, m = chunk(d.system)(d.system.init(jax.random.PRNGKey(0), ctx), ctx, jnp.int32(0))
     assert np.isfinite(m.figures["loss"]) and m.figures["loss"] > 0
+    assert m.figures["loss_fsp"] > 0          # fsp on CNN layers (conv 2, flattened; dense)
+    assert d.net_spec["type"] == "strided"
     vb = st.actor.view_buffer
     assert vb.dtype == jnp.uint8 and vb.shape[2:] == (40, 60, 2)
     from distillq.core import frames
@@ -232,6 +234,13 @@ def test_a_pixel_student_teaches_a_pixel_student(pixel_chain, tmp_path):
     ev = evaluate_cmd.run([str(d / "s")], episodes=3)["results"][0]
     assert [r["mean"] for r in ev["evaluation"]["per_seed"]] == \
         [r["mean"] for r in s["evaluation"]["per_seed"]]
+    r = render_cmd.run(str(d / "s"), str(tmp_path / "s.gif"))   # both panes on their frames
+    t_run = store.load_run(d / "a")
+    t_net = networks.build(t_run.meta["network"])
+    one = rollout.make_rollout(envs.make("CartPole-v1"), t_net.apply, 1,
+                                view=views.from_meta(t_run.meta))(
+        jax.tree.map(lambda x: jnp.asarray(x[0]), t_run.params), rollout.eval_key(0))
+    assert r["teacher_return"] == pytest.approx(float(one["returns"][0]))
     res = export_cmd.run(str(d / "s"), "numpy", str(tmp_path / "e"), states=300)
     assert res["parity"]["ok"] and res["network"]["type"] == "strided"
     assert json.loads((tmp_path / "e" / "transform.json").read_text())["pixels"] == \
