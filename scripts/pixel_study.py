@@ -156,6 +156,10 @@ def _score(d: Path, env: str, factor: str, label: str, over: dict) -> dict:
 def _write(out: Path, quiet: bool = True) -> None:
     """pixels.md from every env's pixels-<env>.json (envs may run in separate processes)."""
     rows = [r for f in sorted(out.glob("pixels-*.json")) for r in json.loads(f.read_text())]
+    order = ["K = 1", "K = 2", "K = 4", "kl + feature", "kl + fsp", "student", "teacher",
+             "DQN from scratch (td only)"]
+    rows.sort(key=lambda r: (r["env"] != "CartPole-v1", r["env"],
+                             order.index(r["cell"]) if r["cell"] in order else len(order)))
     lines = ["| env | varied | cell | students at 95% | retention min | mean [95% CI] | "
              "env steps to 95% (median) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
