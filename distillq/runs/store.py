@@ -362,6 +362,32 @@ def append_metrics(run_dir: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, default=_json_default) + "\n")
 
 
+PROVENANCE_PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "numpy")
+
+
+def provenance() -> dict:
+    """What a result can be traced to: Python, the versions of the stack's packages, the
+    host and the device jax runs on."""
+    import platform
+    import socket
+    from importlib import metadata
+
+    import jax
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    dev = jax.devices()[0]
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "host": socket.gethostname(),
+            "packages": {n: version(n) for n in PROVENANCE_PACKAGES},
+            "device": {"platform": dev.platform, "kind": dev.device_kind,
+                       "count": jax.device_count()}}
+
+
 def base_meta(kind: str, env: str, net_spec: dict, seeds: list[int], cfg: dict) -> dict:
     return {
         "distillq_version": __version__,
@@ -372,6 +398,7 @@ def base_meta(kind: str, env: str, net_spec: dict, seeds: list[int], cfg: dict) 
         "seeds": seeds,
         "config": cfg,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "provenance": provenance(),
     }
 
 

@@ -26,6 +26,22 @@ def test_teacher_run_layout_and_roundtrip(teacher_run):
     assert {r["seed"] for r in rows} == {0, 1} and rows[-1]["env_steps"] > 0
 
 
+def test_meta_records_the_stack_a_result_came_from(teacher_run):
+    """Provenance: Python, the stack's package versions (as installed), host and device."""
+    import platform
+    from importlib import metadata
+
+    import jax
+
+    prov = json.loads((teacher_run[0] / "meta.json").read_text())["provenance"]
+    assert prov["python"] == platform.python_version() and prov["host"]
+    for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint", "numpy"):
+        assert prov["packages"][name] == metadata.version(name), name
+    assert prov["device"] == {"platform": jax.devices()[0].platform,
+                              "kind": jax.devices()[0].device_kind,
+                              "count": jax.device_count()}
+
+
 def test_params_load_with_plain_orbax_and_flax(teacher_run):
     """README promise: outside distillq, orbax + flax suffice to run the network (the
     README's snippet itself, run against a real teacher)."""
