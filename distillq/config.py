@@ -683,7 +683,8 @@ def load(kind: str, path: str | Path | None = None, overrides: dict[str, Any] | 
             msg = str(e)
             raise ConfigError(msg if source in msg else f"{msg} (in {source})") from None
     values.update(over)
-    return build(cls, values, source=layers[-1][1] if layers else "")
+    # every file layer was checked above: a key unknown now came from --set
+    return build(cls, values, source="--set")
 
 
 def parse_int(name: str, text: str | None, default: int | None = None, *, lo: int = 0,

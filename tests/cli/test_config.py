@@ -74,6 +74,20 @@ def test_malformed_and_unknown_key_files(tmp_path):
         config.load("teacher", tmp_path / "missing.toml")
 
 
+def test_a_typo_in_set_is_blamed_on_set_not_on_a_file(tmp_path):
+    """Every file layer is valid on its own: an unknown key in the overrides came from --set
+    (it was blamed on the env's file, the last layer read)."""
+    for env, kind in (("CartPole-v1", "teacher"), ("Acrobot-v1", "distill")):
+        with pytest.raises(ConfigError) as e:
+            config.load(kind, None, {"gama": "0.9"}, env=env)
+        assert str(e.value).startswith("unknown config key 'gama' in --set")
+        assert ".toml" not in str(e.value)
+    unk = tmp_path / "unk.toml"
+    unk.write_text("gama = 0.9\n")
+    with pytest.raises(ConfigError, match=f"unknown config key 'gama' in {unk}"):
+        config.load("teacher", unk, {"lr": "0.1"})
+
+
 def test_config_is_frozen_and_roundtrips():
     cfg = config.TeacherConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
