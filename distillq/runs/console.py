@@ -9,7 +9,25 @@ import math
 
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+LOG_WIDTH = 200      # stderr to a file or a pipe (CI, 2>log): wide enough for every table
+
+
+def _width() -> int | None:
+    """None (rich measures the terminal, or reads COLUMNS) on a terminal; LOG_WIDTH when
+    stderr is a file or a pipe, where rich would otherwise cut every table to 80 columns
+    ("teache…", "retenti…")."""
+    import os
+    import sys
+
+    if os.environ.get("COLUMNS"):
+        return None
+    try:
+        return None if sys.stderr.isatty() else LOG_WIDTH
+    except (AttributeError, ValueError):
+        return LOG_WIDTH
+
+
+console = Console(stderr=True, highlight=False, width=_width())
 
 
 def warn(msg: str) -> None:

@@ -78,6 +78,20 @@ def test_evaluate_paths_reproduces_training_evaluation(trained):
     assert stu["speed"]["eval_env_steps_per_s"] > 0 and stu["speed"]["forward_obs_per_s"] > 0
 
 
+def test_tables_are_whole_when_stderr_is_not_a_terminal(trained):
+    """In CI or 2>log rich would cut every table to 80 columns ("teache…", "retenti…")."""
+    d, _, _ = trained
+    env = _env()
+    env.pop("COLUMNS", None)
+    p = subprocess.run(EXE + ["evaluate", str(d / "s"), "--episodes", "2"], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    header = next(line for line in p.stderr.splitlines() if "seed" in line and "mean" in line)
+    for name in ("teacher_mean", "random_mean", "retention", "fidelity"):
+        assert name in header, header
+    assert "…" not in p.stderr
+
+
 def test_shell_pipeline_verbatim(cfgs, tmp_path):
     """train-teacher | distill --loss kl --temp 2 | evaluate, through a real shell pipe."""
     exe = " ".join(EXE)
