@@ -29,8 +29,16 @@ def raw_retention(student: float, teacher: float, floor: float) -> float | None:
     return student / teacher if floor >= 0 and teacher > 0 else None
 
 
+def episodes(returns) -> list[float]:
+    """Every episode's return, in episode order (so users can compute their own statistics)."""
+    import numpy as np
+
+    return [float(x) for x in np.asarray(returns, dtype=np.float64).ravel()]
+
+
 def per_seed(seeds: list[int], returns) -> list[dict]:
-    return [{"seed": s, **summary(returns[i])} for i, s in enumerate(seeds)]
+    return [{"seed": s, **summary(returns[i]), "returns": episodes(returns[i])}
+            for i, s in enumerate(seeds)]
 
 
 def teacher_evaluation(seeds: list[int], returns) -> dict:
@@ -75,7 +83,8 @@ def student_evaluation(meta: dict, final: dict) -> dict:
     rows = []
     for i, s in enumerate(seeds):
         row = {"seed": s, "teacher_seed": t_seeds[i], **summary(s_ret[i]), **retentions(i),
-               "fidelity": fidelity(i)}
+               "fidelity": fidelity(i), "returns": episodes(s_ret[i]),
+               "teacher_returns": episodes(t_ret[i]), "random_returns": episodes(r_ret[i])}
         if len(points) > 1:
             row["point"] = point_of[i]
         rows.append(row)

@@ -35,3 +35,20 @@ def test_student_evaluation_reports_normalised_and_raw_retention():
     # overall: means over both seeds: S -145, T -90, R -350 -> 205 / 260
     assert ev["overall"]["retention"] == pytest.approx(205 / 260)
     assert s0["fidelity"] == 0.5 and ev["overall"]["fidelity"] == pytest.approx(4 / 16)
+
+
+def test_every_episode_return_is_kept_per_seed():
+    """Per-episode returns (the student's, its teacher's and a random policy's on the same
+    episodes, in episode order) so that users can compute their own statistics."""
+    meta = {"seeds": [3, 4], "teacher": {"seeds": [0, 1]}}
+    final = {"returns": np.array([[1.0, 2.0, 9.0], [4.0, 5.0, 6.0]]),
+             "teacher_returns": np.array([[7.0, 8.0, 9.0], [7.0, 7.0, 7.0]]),
+             "random_returns": np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]),
+             "agree": np.ones((2, 3)), "lengths": np.ones((2, 3))}
+    ev = summaries.student_evaluation(meta, final)
+    assert ev["per_seed"][0]["returns"] == [1.0, 2.0, 9.0]
+    assert ev["per_seed"][1]["teacher_returns"] == [7.0, 7.0, 7.0]
+    assert ev["per_seed"][1]["random_returns"] == [1.0, 1.0, 1.0]
+    t = summaries.teacher_evaluation([0, 1], np.array([[10.0, 20.0], [30.0, 40.0]]))
+    assert [r["returns"] for r in t["per_seed"]] == [[10.0, 20.0], [30.0, 40.0]]
+    assert t["per_seed"][1]["mean"] == 35.0
