@@ -19,7 +19,16 @@ from typing import Any
 from distillq import registry
 from distillq.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def _config_dir() -> Path:
+    """configs/: shipped inside the package by a wheel install (distillq/configs), else the
+    source tree's top-level configs/ (the source of truth)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs"
+    return packaged if packaged.is_dir() else here.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 ENV_CONFIG_DIR = CONFIG_DIR / "envs"
 # Keys renamed since earlier versions, still accepted in config files, --set and the saved
 # config of older runs.
