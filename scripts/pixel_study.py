@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--steps", type=int, default=None, help="total_steps of every cell")
     ap.add_argument("--only", default="", help="comma-separated cell labels to run")
+    ap.add_argument("--rescore", action="store_true",
+                    help="only score the cells already complete (no training)")
     args = ap.parse_args(argv)
 
     from distillq import _setup
@@ -70,9 +72,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for env in args.envs.split(","):
         rows = []
-        teacher = Path(given[env]) if env in given else _teacher(runs, env, args.seeds)
+        teacher = (None if args.rescore else Path(given[env]) if env in given
+                   else _teacher(runs, env, args.seeds))
         for factor, label, keys in CELLS:
             if only and label not in only:
+                continue
+            if args.rescore and not _complete(runs / f"{env}-{factor}-{_slug(label)}"):
                 continue
             over = {**BASE, **keys}
             if args.steps:
