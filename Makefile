@@ -94,7 +94,8 @@ study-tiny: setup
 	$(PY) scripts/tiny_study.py --out results/study-tiny
 
 # Cross-modal students: state teachers teach pixel students (README "Pixel students"):
-# 8 students per cell, 95% CIs; ~2 h per env on a 2-core CPU; results/study-pixels/
+# 8 students per cell, 95% CIs; 12-25 min per cell on a 2-core CPU (8 cells per env);
+# results/study-pixels/
 study-pixels: setup
 	$(PY) scripts/pixel_study.py --out results/study-pixels
 
