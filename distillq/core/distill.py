@@ -143,11 +143,7 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
     if teacher_view is not None and view != teacher_view:
         from distillq.errors import ConfigError
 
-        v = teacher_view
-        spell = ("pixels" if v.pixels else ";".join(
-            filter(None, [f"drop={','.join(map(str, v.to_json()['drop']))}"
-                          if v.to_json()["drop"] else "", f"noise={v.noise:g}"
-                          if v.noise else ""])))
+        v, spell = teacher_view, views.text(teacher_view)
         raise ConfigError(f"the teacher sees a view of the observation ({spell or 'all'}, "
                           f"{v.stack} stacked): it teaches a student with the same view "
                           f"(--student-obs '{spell}' --frame-stack {v.stack})")

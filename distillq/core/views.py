@@ -112,6 +112,16 @@ def parse(text: str, frame_stack: int, obs_shape: tuple[int, ...], env_id: str =
     return View(keep, noise, frame_stack, d)
 
 
+def text(view: View) -> str:
+    """The student_obs text that parses back to this view ('' = the whole observation)."""
+    if view.pixels:
+        return "pixels"
+    drop = [i for i in range(view.obs_dim) if i not in view.keep]
+    parts = ([f"drop={','.join(map(str, drop))}"] if drop else []) + \
+        ([f"noise={view.noise:g}"] if view.noise else [])
+    return ";".join(parts)
+
+
 def from_meta(meta: dict) -> View | None:
     """The view of a run (None: a teacher, or a student that sees the observation)."""
     v = meta.get("student_view")

@@ -28,6 +28,9 @@ def test_parse_and_describe():
     assert views.from_meta({"student_view": v.to_json()}) == v
     assert views.parse("", 1, (4,)) is None and views.from_meta({}) is None
     assert views.parse("noise=0.1; drop=0", 1, (4,)).noise == 0.1
+    for text in ("drop=1,3", "drop=0;noise=0.05", "noise=0.1"):
+        assert views.text(views.parse(text, 2, (4,))) == text
+    assert views.text(views.parse("pixels", 2, (4,), "CartPole-v1")) == "pixels"
     for text, shape, needle in (("drop=4", (4,), "outside the observation's 4 dimensions"),
                                 ("drop=0,1,2,3", (4,), "every observation dimension"),
                                 ("blur=2", (4,), "unknown transform 'blur'"),
