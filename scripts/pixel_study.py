@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import _clear, _complete, bootstrap_ci  # noqa: E402
+from study import _clear, _complete, bootstrap_ci, teacher_run  # noqa: E402
 
 BAR = 0.95
 STUDENT = "strided:8,16,32"
@@ -72,8 +72,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for env in args.envs.split(","):
         rows = []
-        teacher = (None if args.rescore else Path(given[env]) if env in given
-                   else _teacher(runs, env, args.seeds))
+        teacher = None if args.rescore else teacher_run(runs, env, args.seeds, given)
         for factor, label, keys in CELLS:
             if only and label not in only:
                 continue
@@ -89,18 +88,6 @@ def main(argv=None) -> int:
     _write(out, quiet=False)
     print(f"{(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr)
     return 0
-
-
-def _teacher(runs: Path, env: str, n: int) -> Path:
-    from distillq import config
-    from distillq.commands import train
-
-    d = runs / f"{env}-teacher"
-    if not _complete(d):
-        _clear(d)
-        train.run(config.load("teacher", None, {"seeds": n}, env=env), out=str(d),
-                  show_progress=False)
-    return d
 
 
 def _slug(text: str) -> str:

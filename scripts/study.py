@@ -124,6 +124,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def teacher_run(runs: Path, env: str, seeds: int, given: dict[str, str]) -> Path:
+    """The env's teacher of a study: the run given as --teacher-dir ENV=RUN (it must be
+    complete), else <runs>/<env>-teacher, trained on the env's defaults when not complete."""
+    if env in given:
+        d = Path(given[env])
+        if not _complete(d):
+            raise SystemExit(f"--teacher-dir {env}={d}: not a complete run")
+        return d
+    d = runs / f"{env}-teacher"
+    if not _complete(d):
+        from distillq import config
+        from distillq.commands import train
+
+        _clear(d)
+        train.run(config.load("teacher", None, {"env": env, "seeds": seeds}, env=env),
+                  out=str(d), show_progress=False)
+    return d
+
+
 def _complete(run_dir: Path) -> bool:
     try:
         return json.loads((run_dir / "meta.json").read_text())["status"] == "complete"

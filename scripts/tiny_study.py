@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import _clear, _complete, bootstrap_ci  # noqa: E402  (cells reused the way make study does)
+from study import _clear, _complete, bootstrap_ci, teacher_run  # noqa: E402  (cells reused the way make study does)
 
 SIZES = {"CartPole-v1": ["linear", "2", "4", "8", "16", "32", "64,32"],
          "Acrobot-v1": ["linear", "2", "4", "8", "16", "64,32"],
@@ -74,8 +74,6 @@ def main(argv=None) -> int:
     from distillq import _setup
 
     _setup.configure()
-    from distillq import config
-    from distillq.commands import train as train_cmd
     from distillq.runs import store
 
     out = Path(args.out)
@@ -86,11 +84,7 @@ def main(argv=None) -> int:
     results = []
     for env in args.envs.split(","):
         bar = BAR.get(env, 0.95)
-        t_dir = Path(given.get(env) or runs / f"{env}-teacher")
-        if not _complete(t_dir):
-            _clear(t_dir)
-            cfg = config.load("teacher", None, {"env": env, "seeds": 8}, env=env)
-            train_cmd.run(cfg, out=str(t_dir), show_progress=False)
+        t_dir = teacher_run(runs, env, 8, given)
         teacher = store.read_meta(t_dir)
         t_seed = [r["mean"] for r in teacher["evaluation"]["per_seed"]]
         sizes = SIZES.get(env, SIZES["CartPole-v1"])
