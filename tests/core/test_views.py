@@ -234,9 +234,14 @@ def test_a_pixel_student_teaches_a_pixel_student(pixel_chain, tmp_path):
     assert s["network"]["obs_shape"] == [40, 60, 2] and s["student_view"]["pixels"]
     np.testing.assert_allclose([r["teacher_mean"] for r in s["evaluation"]["per_seed"]],
                                [r["mean"] for r in a["evaluation"]["per_seed"]])
-    ev = evaluate_cmd.run([str(d / "s")], episodes=3)["results"][0]
+    ev = evaluate_cmd.run([str(d / "s")], episodes=3, shifts=[
+        {"env_params": {}, "obs_noise": 0.0}])["results"][0]
     assert [r["mean"] for r in ev["evaluation"]["per_seed"]] == \
         [r["mean"] for r in s["evaluation"]["per_seed"]]
+    # under the (null) shift too, the pixel teacher plays on its own frames
+    shifted = ev["robustness"]["shifts"][0]["evaluation"]["per_seed"]
+    np.testing.assert_allclose([r["teacher_mean"] for r in shifted],
+                               [r["teacher_mean"] for r in s["evaluation"]["per_seed"]])
     r = render_cmd.run(str(d / "s"), str(tmp_path / "s.gif"))   # both panes on their frames
     t_run = store.load_run(d / "a")
     t_net = networks.build(t_run.meta["network"])
