@@ -100,7 +100,17 @@ def print_eval_table(title: str, rows: list[dict]) -> None:
             cells.append("-" if v is None else (f"{v:.1f}" if c.endswith("_mean")
                                                 else f"{100 * v:.1f}%"))
         table.add_row(*cells)
+    _caption_unjudged(table, rows)
     console.print(table)
+
+
+def _caption_unjudged(table, blocks: list[dict]) -> None:
+    """Say why a retention cell is empty (summaries.retention_why)."""
+    from distillq.runs.summaries import RETENTION_Z
+
+    if any(b.get("retention_why") for b in blocks):
+        table.caption = (f"retention -: teacher not distinguishably better than random there "
+                         f"(T - R <= {RETENTION_Z:g} standard errors; JSON: retention_why)")
 
 
 def print_shift_table(title: str, shifts: list[dict]) -> None:
@@ -124,4 +134,5 @@ def print_shift_table(title: str, shifts: list[dict]) -> None:
                 "-" if o[k] is None else f"{100 * o[k]:.1f}%"
                 for k in ("retention", "retention_min")]
         table.add_row(*cells)
+    _caption_unjudged(table, [s["evaluation"]["overall"] for s in shifts])
     console.print(table)

@@ -63,11 +63,12 @@ def _teachers_of(run: store.Run, with_teacher: bool = True) -> list[store.Run] |
 def _against_original(ev: dict, original: dict) -> None:
     """Adds `retention_original`: (S - R) / (T0 - R), with T0 the original teacher's return
     as recorded when it completed (it is not re-run) and R the random policy's return on
-    these episodes."""
+    these episodes (T0 was recorded, not re-run: its gap is judged by the standard error of
+    T - R on these episodes, as for `retention`)."""
     t0 = original.get("mean_return")
     for block in (ev["overall"], *ev["per_seed"], *ev.get("per_point", [])):
         block["retention_original"] = (None if t0 is None else summaries.normalised_retention(
-            block["mean"], t0, block["random_mean"]))
+            block["mean"], t0, block["random_mean"], block.get("gap_se", 0.0)))
 
 
 def _chunked(fn, args: tuple, episodes: int, chunk: int, desc: str):

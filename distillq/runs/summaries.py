@@ -15,12 +15,41 @@ def summary(returns) -> dict:
             "max": float(r.max()), "episodes": int(r.size)}
 
 
-def normalised_retention(student: float, teacher: float, random: float) -> float | None:
+# How many standard errors the teacher's mean must clear the random policy's by before a
+# normalised retention is reported (one-sided, about 2.3% false positives for normal means).
+RETENTION_Z = 2.0
+
+
+def gap_se(teacher_returns, random_returns) -> float:
+    """Standard error of mean(T) - mean(R) from the episodes' returns (Welch: each side's
+    variance over its episode count; 0 for deterministic returns)."""
+    import numpy as np
+
+    t = np.asarray(teacher_returns, dtype=np.float64).ravel()
+    r = np.asarray(random_returns, dtype=np.float64).ravel()
+    var = (t.var(ddof=1) / t.size if t.size > 1 else 0.0) + \
+        (r.var(ddof=1) / r.size if r.size > 1 else 0.0)
+    return float(np.sqrt(var))
+
+
+def normalised_retention(student: float, teacher: float, random: float,
+                         se: float = 0.0) -> float | None:
     """(S - R) / (T - R): 1 = the teacher's return, 0 = a uniform-random policy's, on the same
-    episodes. Meaningful for negative and zero-floored returns, unlike S / T. None when the
-    teacher is no better than random."""
+    episodes. Meaningful for negative and zero-floored returns, unlike S / T. None unless the
+    teacher is distinguishably better than random: T - R > RETENTION_Z standard errors `se`
+    of T - R (and > 1e-9), since a ratio over a gap within noise is noise (a teacher at 32.30
+    over random's 32.25 would give retentions of +-1000s of %)."""
     gap = teacher - random
-    return None if gap <= 1e-9 else (student - random) / gap
+    return None if gap <= max(1e-9, RETENTION_Z * se) else (student - random) / gap
+
+
+def retention_why(teacher: float, random: float, se: float) -> str | None:
+    """Why normalised_retention gave None (None when it did not)."""
+    gap = teacher - random
+    if gap > max(1e-9, RETENTION_Z * se):
+        return None
+    return (f"teacher not distinguishably better than random: T - R = {gap:.4g}, needs > "
+            f"{RETENTION_Z:g} standard errors ({RETENTION_Z * se:.4g})")
 
 
 def raw_retention(student: float, teacher: float, floor: float) -> float | None:
@@ -50,7 +79,9 @@ def student_evaluation(meta: dict, final: dict) -> dict:
     student-vs-teacher comparison (evaluate.make_comparison's output, gathered).
 
     `retention` is normalised against a uniform-random policy on the same episodes,
-    (S - R) / (T - R); `retention_raw` is S / T where returns cannot be negative."""
+    (S - R) / (T - R), reported only where T - R exceeds RETENTION_Z standard errors
+    (`gap_se`; otherwise None and `retention_why`); `retention_raw` is S / T where returns
+    cannot be negative."""
     import numpy as np
 
     seeds = meta["seeds"]
@@ -67,9 +98,12 @@ def student_evaluation(meta: dict, final: dict) -> dict:
 
     def retentions(idx) -> dict:
         s, t, r = means(idx)
-        return {"teacher_mean": t, "random_mean": r,
-                "retention": normalised_retention(s, t, r),
-                "retention_raw": raw_retention(s, t, floor)}
+        se = gap_se(t_ret[idx], r_ret[idx])
+        why = retention_why(t, r, se)
+        return {"teacher_mean": t, "random_mean": r, "gap_se": se,
+                "retention": normalised_retention(s, t, r, se),
+                "retention_raw": raw_retention(s, t, floor),
+                **({"retention_why": why} if why else {})}
 
     def fidelity(idx) -> float:
         return float(agree[idx].sum() / max(length[idx].sum(), 1))

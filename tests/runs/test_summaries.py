@@ -52,3 +52,28 @@ def test_every_episode_return_is_kept_per_seed():
     t = summaries.teacher_evaluation([0, 1], np.array([[10.0, 20.0], [30.0, 40.0]]))
     assert [r["returns"] for r in t["per_seed"]] == [[10.0, 20.0], [30.0, 40.0]]
     assert t["per_seed"][1]["mean"] == 35.0
+
+
+def test_retention_only_where_the_teacher_is_distinguishably_better_than_random():
+    """A teacher barely above random (32.30 vs 32.25 with episode spread ~10) made retention
+    explode (269457%); it is None with a reason unless T - R > 2 standard errors of T - R."""
+    t = np.array([20.0, 45.0, 30.0, 34.2])          # mean 32.3, sample std ~10.5
+    r = np.array([22.0, 41.0, 28.0, 38.0])          # mean 32.25
+    se = summaries.gap_se(t, r)
+    # Welch by hand: var(ddof=1)/n for each side
+    assert se == pytest.approx(np.sqrt(t.var(ddof=1) / 4 + r.var(ddof=1) / 4))
+    assert summaries.normalised_retention(40.0, 32.3, 32.25, se) is None
+    assert "not distinguishably better" in summaries.retention_why(32.3, 32.25, se)
+    # the same gap with no spread is a real gap; a wide gap clears 2 SE
+    assert summaries.normalised_retention(32.3, 32.3, 32.25, 0.0) == 1.0
+    assert summaries.normalised_retention(60.0, 100.0, 20.0, 39.9) == 0.5
+    assert summaries.normalised_retention(60.0, 100.0, 20.0, 40.0) is None   # gap = 2 SE
+    assert summaries.retention_why(100.0, 20.0, 39.9) is None
+    meta = {"seeds": [0], "teacher": {"seeds": [0]}}
+    final = {"returns": np.array([[500.0, 10.0, 9.0, 8.0]]), "teacher_returns": t[None],
+             "random_returns": r[None], "agree": np.ones((1, 4)), "lengths": np.ones((1, 4))}
+    ev = summaries.student_evaluation(meta, final)
+    for block in (ev["overall"], ev["per_seed"][0]):
+        assert block["retention"] is None
+        assert block["gap_se"] == pytest.approx(se) and "retention_why" in block
+    assert ev["overall"]["retention_min"] is None
