@@ -412,13 +412,13 @@ def export(
     run: Annotated[str | None, typer.Argument(
         metavar="[RUN]", help="run dir (default: the run named by the JSON on stdin)",
         show_default=False)] = None,
-    fmt: Annotated[str, typer.Option(
+    fmt: Annotated[str | None, typer.Option(
         "--format", "-f", metavar="numpy|c|onnx", help="artefact: numpy (policy.npz + a "
-        "numpy-only policy.py), c (policy.h/policy.c, no allocation) or onnx (policy.onnx)")
-    ] = "numpy",
+        "numpy-only policy.py), c (policy.h/policy.c, no allocation) or onnx (policy.onnx) "
+        "[default: onnx for --out NAME.onnx, else numpy]", show_default=False)] = None,
     out: Annotated[str | None, typer.Option(
-        "--out", "-o", metavar="DIR", help="output dir [default: exports/<run>-<format>]")
-    ] = None,
+        "--out", "-o", metavar="DIR|FILE.onnx", help="output dir, or the .onnx file of an "
+        "ONNX export [default: exports/<run>-<format>]", show_default=False)] = None,
     seed_index: Annotated[str | None, typer.Option(
         "--seed-index", metavar="I", help="which seed of the run [default: 0]")] = None,
     int8: Annotated[bool, typer.Option(
@@ -441,10 +441,13 @@ def export(
     meta = store.read_meta(path)           # fail fast, before importing jax
     i = config.parse_int("seed_index", seed_index, 0)
     n = config.parse_int("states", states, 10_000, lo=1, hi=10_000_000)
+    from distillq.commands.export import format_of, target
+    from distillq.runs import outputs
+
+    fmt = format_of(fmt, out)
     out_dir = out or str(Path("exports") / f"{Path(path).resolve().name}-{fmt}"
                          f"{'-int8' if int8 else ''}")
-    if fmt not in ("numpy", "c", "onnx"):
-        raise ConfigError(f"--format must be one of numpy, c, onnx; got {fmt!r}")
+    outputs.check([target(outputs.printable(out_dir))], force)   # before any work
     if meta["status"] != "complete":
         raise DistillqError(f"run {path} is not complete (status: {meta['status']})")
     from distillq import _setup

@@ -36,3 +36,9 @@ class DivergedError(DistillqError):
     """Loss or parameters became NaN/Inf."""
 
     exit_code = 1
+
+
+class WriteError(DistillqError):
+    """An output could not be written (full disk, read-only filesystem); nothing was replaced."""
+
+    exit_code = 1

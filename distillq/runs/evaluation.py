@@ -144,10 +144,11 @@ def _multitask(run: store.Run, episodes: int, with_teacher: bool = True,
 
 
 def evaluate_run(run: store.Run, episodes: int, with_teacher: bool = True,
-                 show: bool = True, shifts: list[dict] | None = None) -> dict:
+                 show: bool | None = True, shifts: list[dict] | None = None) -> dict:
     """`evaluate`'s result for one run: its episodes (a student's against its teachers and a
     random policy on the same episodes), size and speed; under `shifts` too. `show` prints
-    its table (a pipeline that printed the same numbers already passes False)."""
+    its table (a pipeline that printed the same numbers already passes False; None prints
+    nothing: the caller shows the numbers its own way)."""
     import jax
     import jax.numpy as jnp
 
@@ -205,7 +206,7 @@ def evaluate_run(run: store.Run, episodes: int, with_teacher: bool = True,
     }
     if show:
         print_eval_table(f"{meta['kind']} {run.path}", ev["per_seed"])
-    else:
+    elif show is not None:
         console.print(f"[dim]{meta['kind']} {run.path}: the same numbers as its table above"
                       "[/dim]")
     if shifts:

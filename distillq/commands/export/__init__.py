@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,8 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from distillq.commands.export import c_format, numpy_format, onnx_format
-from distillq.commands.export.program import dequantised, lower, numpy_forward, quantise, to_params
-from distillq.errors import ConfigError, ParityError, RunDirError
+from distillq.commands.export.program import dequantised, lower, quantise, to_params
+from distillq.errors import ConfigError, ParityError
+from distillq.runs import outputs
 
 
 class Format(NamedTuple):
@@ -150,22 +149,43 @@ def latency(fn, obs: np.ndarray, calls: int = 1000) -> float:
     return statistics.median(ts) * 1e6
 
 
-def check_out(out: Path, force: bool) -> None:
-    from distillq.runs import store
+FILE_SUFFIX = {".onnx": "onnx"}          # formats whose artefact is one file
+DIR_ONLY = (".npz", ".py", ".c", ".h")    # the files of numpy/c exports: they need a dir
 
-    out = Path(out)
-    inside = store.enclosing_run(out)
-    if inside is not None:
-        raise RunDirError(f"{out} is inside the run dir {inside}; export elsewhere (runs are "
-                          "never modified)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise RunDirError(f"{out} already exists; choose another --out or pass --force to "
-                              "replace it")
-        if not out.is_dir() or not (out / "export.json").exists():
-            raise RunDirError(f"{out} is not a distillq export; refusing to replace it even "
-                              "with --force")
-        shutil.rmtree(out)
+
+def format_of(fmt: str | None, out: str | None) -> str:
+    """--format, or the format an --out file names (`--out student.onnx`); numpy otherwise."""
+    suffix = Path(out).suffix.lower() if out else ""
+    named = FILE_SUFFIX.get(suffix)
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if named is not None and fmt not in (None, named):
+        raise ConfigError(f"--out {out} names a {named} file, but --format is {fmt}")
+    fmt = fmt or named or "numpy"
+    if suffix in DIR_ONLY:
+        raise ConfigError(f"a {fmt} export is a directory of files; --out names the "
+                          f"directory, not {Path(out).name}")
+    return fmt
+
+
+def _is_export_dir(p: Path) -> bool:
+    return (p / "export.json").is_file()
+
+
+def _is_export_file(p: Path) -> bool:
+    """An ONNX file distillq wrote (its producer_name), read without onnx installed."""
+    try:
+        with open(p, "rb") as fh:
+            return b"distillq" in fh.read(256)
+    except OSError:
+        return False
+
+
+def target(out: Path) -> outputs.Target:
+    """The export's output: one file (`--out NAME.onnx`) or a directory."""
+    if out.suffix.lower() in FILE_SUFFIX:
+        return outputs.Target(out, "ONNX export", False, _is_export_file)
+    return outputs.Target(out, "export", True, _is_export_dir)
 
 
 def run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool = False,
@@ -179,6 +199,9 @@ def run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool = Fals
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    final = outputs.printable(out)
+    goal = target(final)
+    outputs.check([goal], force)          # before any work: exit 2, nothing computed
     run = store.load_run(path)
     store.check_single_env(run, "export")
     n_seeds = len(run.meta["seeds"])
@@ -189,26 +212,25 @@ def run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool = Fals
     layers = lower(spec, one)
     if int8:
         layers = quantise(layers)
-    final = Path(out)
-    check_out(final, force)
-    # written into a temporary dir beside the target and renamed once checked: a failed or
-    # interrupted export leaves nothing behind
-    final.parent.mkdir(parents=True, exist_ok=True)
-    out_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        result = _export(run, layers, spec, one, fmt, out_dir, final, seed_index, int8,
-                         states, bench)
-        (out_dir / "export.json").write_text(json.dumps(result, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        out_dir.rename(final)
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
+    # written into a staging dir beside the target and moved into place once checked: a
+    # failed or interrupted export leaves the old one (if any) and nothing else
+    with outputs.staging(final) as tmp:
+        work = tmp / "export"
+        work.mkdir()
+        result = _export(run, layers, spec, one, fmt, work, final, seed_index, int8,
+                         states, bench, single=not goal.is_dir)
+        if goal.is_dir:
+            (work / "export.json").write_text(json.dumps(result, indent=2) + "\n")
+            outputs.place(work, final)
+        else:
+            outputs.place(work / "policy.onnx", final)
     _print(result)
     return result
 
 
 def _print(res: dict) -> None:
+    from rich.table import Table
+
     from distillq.runs.console import console
 
     par = res.get("parity", {})
@@ -222,16 +244,44 @@ def _print(res: dict) -> None:
     if "latency_us" in res:
         console.print("batch-1 decision, median µs: " + ", ".join(
             f"{k} {v:.2f}" for k, v in res["latency_us"].items()))
+    if "int8_evaluation" in res:
+        ev = res["int8_evaluation"]
+        t = Table(title="float vs int8 weights (every seed, evaluate's episodes)",
+                  title_style="bold")
+        cols = [c for c in ("mean", "min", "retention", "retention_min", "fidelity")
+                if c in ev["float"]]
+        for c in ["weights", *cols]:
+            t.add_column(c, justify="right")
+        for name in ("float", "int8"):
+            t.add_row(name, *("-" if ev[name][c] is None else
+                              f"{100 * ev[name][c]:.1f}%" if c.startswith(("ret", "fid"))
+                              else f"{ev[name][c]:.1f}" for c in cols))
+        console.print(t)
+
+
+def input_text(spec: dict, view: Any) -> str:
+    """What the artefact takes, said where its users read (C header, policy.py, ONNX
+    metadata, export.json): a view student's input is its view, not a raw observation
+    (raw observations of the same width would run and play badly)."""
+    shape = tuple(spec["obs_shape"])
+    if view is None:
+        return f"one observation of shape {shape}, float32"
+    what = ("the last {k} frames drawn from the observations (uint8 / 255), as channels"
+            if view.pixels else "the last {k} observations, each reduced to indices {keep}, "
+            "concatenated").format(k=view.stack, keep=list(view.keep) if view.keep else "all")
+    return (f"NOT a raw observation: the student's view of shape {shape}, float32: {what}, "
+            "oldest first, the first repeated at an episode's start (transform.json)")
 
 
 def _export(run, layers, spec, one, fmt, out_dir: Path, final: Path, seed_index: int,
-            int8: bool, states: int, bench: bool) -> dict:
+            int8: bool, states: int, bench: bool, single: bool = False) -> dict:
     from distillq.core import views
 
     form = FORMATS[fmt]
-    files = form.write(layers, spec, out_dir)
-    obs = sample_states(run, states, seed_index)
     view = views.from_meta(run.meta)
+    inputs = input_text(spec, view)
+    files = form.write(layers, spec, out_dir, inputs=inputs)
+    obs = sample_states(run, states, seed_index)
     if view is not None:   # the artefact takes the student's stacked view, not the obs
         obs = views.of_states(view, obs)
         text = ("the last `stack` frames as channels [H, W, stack], oldest first: each "
@@ -242,15 +292,18 @@ def _export(run, layers, spec, one, fmt, out_dir: Path, final: Path, seed_index:
                 "indices of the flattened observation, concatenated; at an episode's first "
                 "step, the first observation repeated; `noise` was a training and evaluation "
                 "condition (add it only to reproduce them)")
-        (out_dir / "transform.json").write_text(json.dumps(
-            {**view.to_json(), "input": text}, indent=2) + "\n")
-        files = [*files, out_dir / "transform.json"]
+        if not single:     # a single ONNX file carries the same in its metadata
+            (out_dir / "transform.json").write_text(json.dumps(
+                {**view.to_json(), "input": text}, indent=2) + "\n")
+            files = [*files, out_dir / "transform.json"]
     ref_params = to_params(dequantised(layers), spec) if int8 else one
     q_ref = reference_q(spec, ref_params, obs)
+    shipped = [final] if single else [final / f.name for f in files]
     result: dict[str, Any] = {
         "kind": "export", "run_dir": str(run.path), "format": fmt, "out": str(final),
-        "files": [str(final / f.name) for f in files], "seed_index": seed_index,
+        "files": [str(f) for f in shipped], "seed_index": seed_index,
         "seed": run.meta["seeds"][seed_index], "int8": int8, "network": spec,
+        "input": inputs,
         "size_bytes": sum(f.stat().st_size for f in files if f.name != "transform.json"),
         **({"student_view": view.to_json()} if view is not None else {}),
         "weights_bytes": sum(v.nbytes for x in layers for v in x.values()
@@ -266,16 +319,17 @@ def _export(run, layers, spec, one, fmt, out_dir: Path, final: Path, seed_index:
                           f"{par['decided_states']:,} decided states, max relative Q error "
                           f"{par['max_rel_q_error']:.2e}; nothing written")
     if bench:
-        result["latency_us"] = bench_latency(spec, one, layers, form, files, out_dir, obs)
+        result["latency_us"] = bench_latency(spec, one, layers, fmt, files, out_dir, obs)
     if int8:
         result["int8_evaluation"] = int8_evaluation(run)
     return result
 
 
-def bench_latency(spec: dict, params: Any, layers: list[dict], form: Format,
+def bench_latency(spec: dict, params: Any, layers: list[dict], fmt: str,
                   files: list[Path], out_dir: Path, obs: np.ndarray) -> dict:
-    """Median microseconds per batch-1 decision: jitted JAX, NumPy, and the artefact's own
-    runtime (the generated policy.py, onnxruntime, the compiled C)."""
+    """Median microseconds per batch-1 decision: jitted JAX, and the artefacts as they ship:
+    the generated policy.py (this export's, or for C/ONNX one written beside it from the
+    same layers), onnxruntime on the .onnx, the compiled C."""
     import jax
     import jax.numpy as jnp
 
@@ -284,9 +338,14 @@ def bench_latency(spec: dict, params: Any, layers: list[dict], form: Format,
     net = networks.build(spec)
     p = jax.tree.map(jnp.asarray, params)
     fwd = jax.jit(lambda x: jnp.argmax(net.apply(p, x[None]), -1)[0])
-    res = {"jax": latency(lambda x: int(fwd(x)), obs),
-           "numpy": latency(lambda x: int(np.argmax(numpy_forward(layers, x[None])[0])), obs)}
-    if form.runnable() is None:
+    res = {"jax": latency(lambda x: int(fwd(x)), obs)}
+    np_dir = out_dir
+    if fmt != "numpy":
+        np_dir = out_dir.parent / "bench-numpy"       # in the staging dir, never shipped
+        numpy_format.write_numpy(layers, spec, np_dir)
+    res["numpy"] = FORMATS["numpy"].decide(np_dir, [], obs)[1]
+    form = FORMATS[fmt]
+    if fmt != "numpy" and form.runnable() is None:
         name, us = form.decide(out_dir, files, obs)
         res[name] = us
     return {k: round(v, 3) for k, v in res.items()}
@@ -309,7 +368,7 @@ def int8_evaluation(run, episodes: int | None = None) -> dict:
     out = {}
     for name, params in (("float", run.params), ("int8", qparams)):
         r = evaluation.evaluate_run(store.Run(run.path, run.meta, params), episodes,
-                                    show=False)
+                                    show=None)
         ov = r["evaluation"]["overall"]
         out[name] = {k: ov.get(k) for k in ("mean", "min", "retention", "retention_min",
                                              "fidelity") if k in ov}

@@ -36,7 +36,8 @@ def _c_array(name: str, a: np.ndarray, ctype: str) -> str:
     return f"static const {ctype} {name}[{flat.size}] = {{\n{body}\n}};\n"
 
 
-def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> list[Path]:
+def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy",
+            inputs: str | None = None) -> list[Path]:
     """policy.h / policy.c: `int act(const float *obs)` and `void q_values(const float *obs,
     float *q)`; weights are constant arrays, activations live in static buffers (no
     allocation); the observation is row-major in its own shape."""
@@ -110,7 +111,8 @@ def write_c(layers: list[dict], spec: dict, out: Path, name: str = "policy") -> 
     first = "" if layers[0]["op"] == "scale" else (
         f"    for (int j = 0; j < {obs_dim}; j++) x[j] = obs[j];")
     header = f"""/* distillq policy ({spec['type']}, activation {act_fn}): generated, do not edit.
-   Input: one observation of shape {tuple(spec['obs_shape'])}, float32, row-major.
+   Input: {inputs or f"one observation of shape {tuple(spec['obs_shape'])}, float32"},
+   row-major.
    act() returns the greedy action in 0..{n_act - 1}; q_values() writes {n_act} Q-values. */
 #ifndef {name.upper()}_H
 #define {name.upper()}_H

@@ -13,8 +13,10 @@ POLICY_PY = '''\
     import numpy as np
     from policy import Policy
     pi = Policy("policy.npz")
-    a = pi.act(obs)                   # obs: one observation {shape}, float32
+    a = pi.act(obs)                   # obs: shape {shape}
     q = pi.q(batch)                   # [N, {n_actions}] Q-values of [N, {shape}]
+
+Input: {inputs}.
 """
 
 import json
@@ -73,7 +75,8 @@ class Policy:
 '''
 
 
-def write_numpy(layers: list[dict], spec: dict, out: Path) -> list[Path]:
+def write_numpy(layers: list[dict], spec: dict, out: Path, inputs: str | None = None
+                ) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     arrays, meta = {}, []
     for i, layer in enumerate(layers):
@@ -84,7 +87,8 @@ def write_numpy(layers: list[dict], spec: dict, out: Path) -> list[Path]:
                 arrays[f"{i}_{k}"] = v
     np.savez(out / "policy.npz", layers=np.asarray(json.dumps(meta)), **arrays)
     shape = tuple(spec["obs_shape"])
-    (out / "policy.py").write_text(POLICY_PY.format(shape=shape,
+    inputs = inputs or f"one observation of shape {shape}, float32"
+    (out / "policy.py").write_text(POLICY_PY.format(shape=shape, inputs=inputs,
                                                    n_actions=spec["num_actions"]))
     return [out / "policy.npz", out / "policy.py"]
 

@@ -3,6 +3,7 @@ tracing), run by onnxruntime."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from distillq.commands.export.program import LN_EPS, dequantised
 from distillq.errors import ConfigError
 
 
-def write_onnx(layers: list[dict], spec: dict, out: Path) -> list[Path]:
+def write_onnx(layers: list[dict], spec: dict, out: Path, inputs: str | None = None
+               ) -> list[Path]:
     """policy.onnx (opset 17): input "obs" [N, *obs_shape] float32, outputs "q" [N, A] and
     "action" [N] int64. Built with onnx's own helpers: these graphs are a handful of
     standard ops (Sub, Mul, Transpose, Conv, Reshape, MatMul, Add, Relu/Tanh/Sigmoid, ArgMax),
@@ -96,6 +98,10 @@ def write_onnx(layers: list[dict], spec: dict, out: Path) -> list[Path]:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                               producer_name="distillq")
     model.ir_version = 8
+    inputs = inputs or f"one observation of shape {tuple(spec['obs_shape'])}, float32"
+    model.doc_string = f"distillq policy. Input obs: {inputs}."
+    model.graph.input[0].doc_string = inputs
+    helper.set_model_props(model, {"input": inputs, "network": json.dumps(spec)})
     onnx.checker.check_model(model)
     path = out / "policy.onnx"
     onnx.save(model, str(path))
