@@ -507,22 +507,24 @@ def report(
         metavar="[RUN]...", help="run dirs (default: those named by the JSON on stdin); a "
         "student's teacher is added automatically", show_default=False)] = None,
     out: Annotated[str | None, typer.Option(
-        "--out", "-o", metavar="DIR", help="output dir (default: runs/report-<date>-<id>)")
+        "--out", "-o", metavar="DIR", help="output dir (default: reports/report-<date>-<id>)")
     ] = None,
     gifs: Annotated[str | None, typer.Option(
         "--gifs", metavar="DIR", help="link the GIFs `distillq render` wrote there for these "
         "runs")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="replace an existing --out report")] = False,
 ) -> None:
     """Write learning-curve and comparison plots (PNG) and a markdown table for runs."""
     from pathlib import Path
 
+    from distillq.commands import report as command
     from distillq.runs import store
 
+    out_dir = command.output_dir(Path(out) if out else None, force)   # before any work
     paths = store.existing_runs(list(runs) if runs else pipes.upstream_run_dirs())
-    from distillq.commands import report as command
-
     pipes.protect_stdout()
-    pipes.emit(command.run(paths, Path(out) if out else None, Path(gifs) if gifs else None))
+    pipes.emit(command.run(paths, out_dir, Path(gifs) if gifs else None, force=force))
 
 
 def _fail(msg: str, code: int) -> None:

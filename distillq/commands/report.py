@@ -1,8 +1,10 @@
 """`distillq report`: plots and a markdown table from run directories (no jax needed).
 
-Writes into the output directory:
-  learning_curves.png  in-training greedy evaluation return vs env steps per seed, one line
-                       per run (mean across seeds, band = min..max across seeds)
+Writes into the output directory (by default a new reports/report-<date>-<id>/; an existing
+one only with --force and only if it is a report; staged and moved into place complete):
+  learning_curves.png  in-training greedy evaluation return vs env steps per seed, a panel
+                       per env, one line per run (mean across seeds, band = min..max across
+                       seeds), runs numbered as in report.md
   comparison.png       final return (mean, std across seeds) and parameter count per run,
                        with each student's retention of its teacher
   report.md            the same numbers as a table (one row per sweep point)
@@ -16,8 +18,7 @@ import json
 from pathlib import Path
 
 from distillq import registry
-from distillq.errors import DistillqError, RunDirError
-from distillq.runs import store, teachers
+from distillq.runs import outputs, store, teachers
 
 
 def _label(meta: dict, run_dir: Path) -> str:
@@ -45,14 +46,6 @@ def collect_runs(paths: list[str]) -> list[tuple[Path, dict]]:
         out[Path(p).resolve()] = meta
     # teachers first, then students, each in the order met
     return sorted(out.items(), key=lambda kv: kv[1]["kind"] != "teacher")
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """A report never writes into a run dir (nor into a dir inside one)."""
-    inside = store.enclosing_run(out_dir)
-    if inside is not None:
-        raise RunDirError(f"{out_dir} is inside the run dir {inside}; a report is written "
-                          "elsewhere (runs are never modified)")
 
 
 def _table_rows(run_dir: Path, meta: dict) -> list[dict]:
@@ -105,104 +98,165 @@ def gif_links(gif_dir: Path, runs: list[tuple[Path, dict]], out_dir: Path) -> li
     return lines
 
 
-def output_dir(out: Path | None) -> Path:
-    """--out, checked before any work; by default a new runs/report-<date>-<id>/."""
+REPORTS_ROOT = Path("reports")
+
+
+def _is_report_dir(p: Path) -> bool:
+    return (p / "report.md").is_file() and not store.has_meta(p)
+
+
+def output_dir(out: Path | None, force: bool = False) -> Path:
+    """--out, checked before any work (exit 2): a new dir, an empty one, or with --force a
+    previous report (nothing else is replaced). By default a new reports/report-<date>-<id>
+    (runs/ holds run dirs only)."""
     if out is None:
-        return store.new_output_dir("report")
-    store.check_writable_parent(out)
-    if out.exists() and not out.is_dir():
-        raise DistillqError(f"{out} exists and is not a directory")
+        import datetime as dt
+        import secrets
+
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = REPORTS_ROOT / f"report-{stamp}-{secrets.token_hex(2)}"
+    outputs.check([outputs.Target(outputs.printable(out), "report dir", True,
+                                  _is_report_dir)], force)
     return out
 
 
-def run(paths: list[str], out: Path | None, gif_dir: Path | None = None) -> dict:
+def run(paths: list[str], out: Path | None, gif_dir: Path | None = None,
+        force: bool = False) -> dict:
     """The command's JSON: the files written and the runs reported."""
-    result = make_report(paths, output_dir(out), gif_dir)
+    result = make_report(paths, output_dir(out, force), gif_dir)
     result.pop("table")
     return result
 
 
-def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) -> dict:
+def _colours(n: int) -> list:
+    """n distinguishable colours: tab10/tab20 while they last, then evenly spaced hues."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    return [matplotlib.colormaps["turbo"](0.05 + 0.9 * i / (n - 1)) for i in range(n)]
+
+
+def _curves(runs: list[tuple[Path, dict]], number: dict, path: Path) -> None:
+    """In-training evaluation per env (one panel each: returns of different envs are not
+    comparable), distinct colours within a panel, runs numbered as in report.md, each
+    panel's legend beside it (one column per 25 runs)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    runs = collect_runs(paths)
-    check_out_dir(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for run_dir, meta in runs:
-        rows = [r for r in store.read_metrics(run_dir) if r.get("eval_return") is not None]
-        if not rows:
-            continue
-        steps = sorted({r["env_steps"] for r in rows})
-        by = {s: [r["eval_return"] for r in rows if r["env_steps"] == s] for s in steps}
-        mean = np.array([np.mean(by[s]) for s in steps])
-        lo = np.array([np.min(by[s]) for s in steps])
-        hi = np.array([np.max(by[s]) for s in steps])
-        line, = ax.plot(steps, mean, label=_label(meta, run_dir))
-        ax.fill_between(steps, lo, hi, alpha=0.15, color=line.get_color())
-        best = [np.mean([r["best_return"] for r in rows if r["env_steps"] == s
-                         and r.get("best_return") is not None] or [np.nan]) for s in steps]
-        ax.plot(steps, best, ls="--", lw=1, color=line.get_color())
-    ax.set_xlabel("env steps per seed")
-    ax.set_ylabel("greedy eval return (mean, min..max over seeds)")
-    ax.set_title("in-training evaluation (dashed: best so far = the params kept)", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    curves = out_dir / "learning_curves.png"
-    fig.savefig(curves, dpi=110)
+    envs = list(dict.fromkeys(m["env"] for _, m in runs))
+    per_env = {e: [(p, m) for p, m in runs if m["env"] == e] for e in envs}
+    cols = max(-(-len(v) // 25) for v in per_env.values())
+    fig, axes = plt.subplots(len(envs), 1, figsize=(6.5 + 3.4 * cols, 3.4 * len(envs) + 0.6),
+                             squeeze=False, layout="constrained")
+    for ax, env in zip(axes[:, 0], envs, strict=True):
+        mine = per_env[env]
+        for (run_dir, meta), c in zip(mine, _colours(len(mine)), strict=True):
+            rows = [r for r in store.read_metrics(run_dir) if r.get("eval_return") is not None]
+            label = f"#{number[run_dir]} {_label(meta, run_dir)}"
+            if not rows:
+                ax.plot([], [], color=c, label=label + " (no evaluations yet)")
+                continue
+            steps = sorted({r["env_steps"] for r in rows})
+            by = {s: [r["eval_return"] for r in rows if r["env_steps"] == s] for s in steps}
+            ax.plot(steps, [np.mean(by[s]) for s in steps], color=c, lw=1.2, label=label)
+            ax.fill_between(steps, [np.min(by[s]) for s in steps],
+                            [np.max(by[s]) for s in steps], alpha=0.12, color=c, lw=0)
+            best = [np.mean([r["best_return"] for r in rows if r["env_steps"] == s
+                             and r.get("best_return") is not None] or [np.nan])
+                    for s in steps]
+            ax.plot(steps, best, ls="--", lw=0.8, color=c)
+        ax.set_title(env, fontsize=9)
+        ax.set_xlabel("env steps per seed", fontsize=8)
+        ax.set_ylabel("greedy eval return", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6 if len(mine) > 12
+                  else 7, ncol=-(-len(mine) // 25), frameon=False)
+    fig.suptitle("in-training evaluation: mean over seeds (band: min..max; dashed: best so "
+                 "far = the params kept)", fontsize=9)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    table = [row for run_dir, meta in runs for row in _table_rows(run_dir, meta)]
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    names = [f"{r['kind']} {r['network']}\n{r['run']}" for r in table]
+def _bars(table: list[dict], path: Path) -> None:
+    """Final return and parameter count per row, as horizontal bars (one line per run, so
+    every label stays readable however many runs), teachers blue, students orange, each
+    student's retention written beside its bar."""
+    import matplotlib.pyplot as plt
+
+    n = len(table)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 1.2 + 0.22 * n), sharey=True,
+                                 layout="constrained")
+    ys = list(range(n))[::-1]
+    names = [f"#{r['number']} {r['kind']} {r['network']} ({r['run']})" for r in table]
     colors = ["tab:blue" if r["kind"] == "teacher" else "tab:orange" for r in table]
-    a1.bar(range(len(table)), [r["return_mean"] or 0 for r in table],
-           yerr=[r["return_std_seeds"] or 0 for r in table], color=colors, capsize=3)
-    for i, r in enumerate(table):
+    a1.barh(ys, [r["return_mean"] or 0 for r in table],
+            xerr=[r["return_std_seeds"] or 0 for r in table], color=colors, capsize=2)
+    for y, r in zip(ys, table, strict=True):
         if r["retention"] is not None:
-            a1.text(i, (r["return_mean"] or 0) * 0.5, f"{100 * r['retention']:.1f}%\nretention",
-                    ha="center", fontsize=7, color="white")
-    a1.set_xticks(range(len(table)), names, fontsize=6, rotation=30, ha="right")
-    a1.set_ylabel("final greedy return (std over seeds)")
-    a2.bar(range(len(table)), [r["params"] or 0 for r in table], color=colors)
-    a2.set_yscale("log")
-    a2.set_ylim(bottom=1)
-    a2.set_xticks(range(len(table)), names, fontsize=6, rotation=30, ha="right")
-    a2.set_ylabel("parameters")
-    fig.tight_layout()
-    bars = out_dir / "comparison.png"
-    fig.savefig(bars, dpi=110)
+            a1.annotate(f" {100 * r['retention']:.1f}%", (max(r["return_mean"] or 0, 0), y),
+                        va="center", fontsize=6)
+    a1.set_yticks(ys, names, fontsize=6)
+    a1.set_xlabel("final greedy return (std over seeds; text: retention)", fontsize=8)
+    a2.barh(ys, [r["params"] or 0 for r in table], color=colors)
+    a2.set_xscale("log")
+    a2.set_xlabel("parameters", fontsize=8)
+    for a in (a1, a2):
+        a.tick_params(labelsize=6)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
+
+def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) -> dict:
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    runs = collect_runs(paths)
+    number = {p: i + 1 for i, (p, _) in enumerate(runs)}
+    table = [{**row, "number": number[run_dir]}
+             for run_dir, meta in runs for row in _table_rows(run_dir, meta)]
+    final = out_dir
+    # written into a staging dir beside --out and moved into place complete: a full disk or
+    # a signal leaves no half-written report (and a replaced one intact)
+    with outputs.staging(final) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # matplotlib's layout advice is not for users
+        out_dir = tmp / "report"
+        out_dir.mkdir()
+        _curves(runs, number, out_dir / "learning_curves.png")
+        _bars(table, out_dir / "comparison.png")
+        (out_dir / "report.md").write_text(_markdown(table, runs, gif_dir, final))
+        outputs.place(out_dir, final)
+    _print(table)
+    files = [final / n for n in ("learning_curves.png", "comparison.png", "report.md")]
+    return {"kind": "report", "out_dir": str(final), "files": [str(f) for f in files],
+            "runs": [str(p) for p, _ in runs], "table": table}
+
+
+def _markdown(table: list[dict], runs: list[tuple[Path, dict]], gif_dir: Path | None,
+              out_dir: Path) -> str:
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    lines = ["| run | status | kind | network | params | return (mean ± std over seeds) | "
+    lines = ["| # | run | status | kind | network | params | return (mean ± std over seeds) | "
              "retention | retention min | fidelity | env steps/seed | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         ret = "-" if r["return_mean"] is None else \
             f"{r['return_mean']:.1f} ± {r['return_std_seeds']:.1f}"
-        lines.append(f"| {r['run']} | {r['status']} | {r['kind']} | {r['network']} | "
-                     f"{r['params']} | {ret} | "
+        lines.append(f"| {r['number']} | {r['run']} | {r['status']} | {r['kind']} | "
+                     f"{r['network']} | {r['params']} | {ret} | "
                      f"{pct(r['retention'])} | {pct(r['retention_min'])} | "
                      f"{pct(r['fidelity'])} | {r['env_steps_per_seed']} | {r['wall_s']} |")
     if gif_dir is not None:
         gifs = gif_links(gif_dir, runs, out_dir)
         if gifs:
             lines += ["", "Rollouts (`distillq render`):", "", *gifs]
-    md = out_dir / "report.md"
-    md.write_text("\n".join(lines) + "\n")
-    _print(table)
-    return {"kind": "report", "out_dir": str(out_dir),
-            "files": [str(curves), str(bars), str(md)],
-            "runs": [str(p) for p, _ in runs], "table": table}
+    return "\n".join(lines) + "\n"
 
 
 def _print(table: list[dict]) -> None:
@@ -211,10 +265,11 @@ def _print(table: list[dict]) -> None:
     from distillq.runs.console import console
 
     t = Table(title="report", title_style="bold")
-    for c in ("run", "status", "kind", "network", "params", "return", "retention", "fidelity"):
+    for c in ("#", "run", "status", "kind", "network", "params", "return", "retention", "fidelity"):
         t.add_column(c, justify="right")
     for r in table:
-        t.add_row(r["run"], r["status"], r["kind"], r["network"], str(r["params"]),
+        t.add_row(str(r["number"]), r["run"], r["status"], r["kind"], r["network"],
+                  str(r["params"]),
                   "-" if r["return_mean"] is None else f"{r['return_mean']:.1f}",
                   "-" if r["retention"] is None else f"{100 * r['retention']:.1f}%",
                   "-" if r["fidelity"] is None else f"{100 * r['fidelity']:.1f}%")

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from distillq.errors import ConfigError, RunDirError, WriteError
+from distillq.errors import RunDirError, WriteError
 from distillq.runs import signals, store
 
 
@@ -36,16 +36,7 @@ class Target(NamedTuple):
     ours: Callable[[Path], bool]   # an existing path at `path` is this command's output
 
 
-def printable(path: str | Path, flag: str = "--out") -> Path:
-    """The path, refused in one line unless it is UTF-8 text (a path decoded from invalid
-    bytes carries surrogates: JSON on stdout and every message would fail on it later)."""
-    text = os.fspath(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{flag} {ascii(text)} is not valid UTF-8; name outputs in UTF-8"
-                          ) from None
-    return Path(text)
+printable = store.printable   # the path, refused in one line unless it is UTF-8 text
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from distillq import __version__
-from distillq.errors import RunDirError
+from distillq.errors import ConfigError, RunDirError
 from distillq.runs import quiet
 
 META = "meta.json"
@@ -149,17 +149,22 @@ def new_run_dir(kind: str, out: str | Path | None = None, force: bool = False,
     return path, RunLock(path).acquire()
 
 
-def new_output_dir(kind: str) -> Path:
-    """A fresh, unlocked dir under runs/ for a command's outputs (a report)."""
-    path, lock = new_run_dir(kind)
-    lock.release()
-    (path / LOCK).unlink(missing_ok=True)
-    return path
+def printable(path: str | Path, flag: str = "--out") -> Path:
+    """The path, refused in one line unless it is UTF-8 text (a path decoded from invalid
+    bytes carries surrogates: the JSON on stdout and every message would fail on it after
+    the work was done)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{flag} {ascii(text)} is not valid UTF-8; name outputs in UTF-8"
+                          ) from None
+    return Path(text)
 
 
 def check_writable_parent(out: str | Path | None, root: Path | None = None) -> None:
     """Fail before any compute when the output location cannot be written."""
-    target = Path(out) if out is not None else (Path(root) if root else RUNS_ROOT)
+    target = printable(out) if out is not None else (Path(root) if root else RUNS_ROOT)
     p = target
     try:
         while not p.exists():
