@@ -4,13 +4,16 @@
     guard                 meta.json records how the run ended, whatever happens:
                           running -> complete | interrupted | diverged | failed
     init                  every member's state, jit(vmap(system.init)) over its seed's key
-    begin                 config.toml written; on --resume the full state restored
+    begin                 config.toml written; on --resume the full state restored (and
+                          the TensorBoard files rebuilt from the metrics.jsonl rows kept)
     chunks                the compiled chunk (loop.make_chunk) until the budget: progress,
-                          metrics.jsonl, periodic full-state checkpoints, SIGINT/SIGTERM
-                          (finish the chunk, checkpoint, exit 130), the NaN check and the
-                          early stop (every member's best score at its threshold)
+                          metrics.jsonl (and its TensorBoard event files), periodic
+                          full-state checkpoints, SIGINT/SIGTERM (finish the chunk,
+                          checkpoint, exit 130), the NaN check and the early stop (every
+                          member's best score at its threshold)
     final evaluation      system.final on the kept params, on the seeds' evaluation keys
     complete              params saved, meta.json complete with the evaluation and figures
+                          (the final evaluation in the TensorBoard files too)
 
 A command only states its `Plan`: the System, who the members are, what they learn from
 (ctx), what meta.json starts with, how the final outputs are summarised.
@@ -28,7 +31,7 @@ from typing import Any, NamedTuple
 
 from distillq import config
 from distillq.errors import ConfigError, DivergedError, Interrupted
-from distillq.runs import calls, parallel, signals, store
+from distillq.runs import calls, parallel, signals, store, tensorboard
 from distillq.runs.console import console, fmt_values, progress
 
 
@@ -39,13 +42,15 @@ class _NoLock:
 
 class RunFiles:
     """A run directory as seen by one process: process 0 writes, other processes only take
-    part in the collectives (gathers) that feed process 0. `dir` is None on workers."""
+    part in the collectives (gathers) that feed process 0. `dir` is None on workers.
+    Process 0 mirrors metrics.jsonl in TensorBoard event files (`board`)."""
 
     def __init__(self, run_dir: Path | None, meta: dict, lock=None):
         self.dir = run_dir
         self.name = None if run_dir is None else str(run_dir)   # workers learn it from rank 0
         self.meta = meta
         self.lock = lock or _NoLock()
+        self.board = None if run_dir is None else tensorboard.Board(run_dir)
 
     @property
     def main(self) -> bool:
@@ -58,6 +63,8 @@ class RunFiles:
     def finish(self, status: str, **extra) -> None:
         self.meta.update(status=status, **extra)
         self.write_meta()
+        if self.main:
+            self.board.finish(self.meta)
         self.lock.release()
 
     def save_state(self, state, host: dict) -> None:
@@ -69,6 +76,7 @@ class RunFiles:
     def append_metrics(self, rows: list[dict]) -> None:
         if self.main:
             store.append_metrics(self.dir, rows)
+            self.board.append(self.meta, rows)
 
 
 class Plan(NamedTuple):
@@ -193,14 +201,15 @@ class Start(NamedTuple):
 
 
 def begin(files: RunFiles, cfg, state, resuming: bool, n_local: int) -> tuple[Any, Start]:
-    """Fresh run: write config.toml. Resume: restore the full state into `state`'s structure
-    and drop metrics rows written after it."""
+    """Fresh run: write config.toml. Resume: restore the full state into `state`'s structure,
+    drop metrics rows written after it and rebuild the TensorBoard files from the rest."""
     start = Start(0, 0, 0.0)
     if resuming:
         state, host = store.restore_state(files.dir, state)
         start = Start(int(host["t"]), int(host["chunk"]), float(host["train_s"]))
         store.truncate_metrics(files.dir, start.chunk0)
         files.meta["status"] = "running"
+        files.board.rebuild(files.meta)
     elif files.main:
         store.write_config(files.dir, config.to_toml(cfg))
     files.meta["state_format"] = store.STATE_FORMAT
