@@ -6,6 +6,7 @@
       params/        orbax (StandardCheckpointer) pytree, every leaf stacked over seeds [S, ...]
       metrics.jsonl  one line per chunk and seed, appended as training goes
       state/         full training state for --resume (orbax CheckpointManager, latest kept)
+      tensorboard/   event files mirroring metrics.jsonl, one dir per seed (tensorboard.py)
       .lock          held (flock) by the process writing the run
 
 meta.json is replaced atomically (write + rename); orbax writes params/ into a temporary
