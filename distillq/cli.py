@@ -470,17 +470,21 @@ def render(
     seed_index: Annotated[str | None, typer.Option(
         "--seed-index", metavar="I", help="which seed of the run [default: 0]")] = None,
     episode: Annotated[str | None, typer.Option(
-        metavar="E", help="which evaluation episode (its key and initial state) "
-        "[default: 0]")] = None,
+        metavar="E", help="which episode: episode E of `evaluate --episodes N`, played by "
+        "evaluate's own call [default: 0]")] = None,
+    episodes: Annotated[str | None, typer.Option(
+        metavar="N", help="the evaluation E belongs to: `evaluate --episodes N` (its batch "
+        "of min(N, 512) episodes) [default: 100]")] = None,
     no_teacher: Annotated[bool, typer.Option(
-        "--no-teacher", help="a student alone (default: side by side with its teacher, "
-        "on the same episode)")] = False,
+        "--no-teacher", help="a student alone, as `evaluate --no-teacher` plays it (default: "
+        "side by side with its teacher's own episode from the same initial state)")] = False,
     max_frames: Annotated[str | None, typer.Option(
-        metavar="N", help="at most N frames (every k-th step) [default: 120]")] = None,
+        metavar="N", help="at most N frames (every k-th env step, the same steps in both "
+        "panes) [default: 120]")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Draw one greedy episode as a GIF with gymnax's visualiser (a student beside its
-    teacher on the same episode)."""
+    """Draw one greedy evaluation episode (evaluate's own) as a GIF: a student beside its
+    teacher, captioned with the env step and the return so far."""
     from distillq import config
     from distillq.runs import store
 
@@ -488,16 +492,22 @@ def render(
     store.read_meta(path)
     i = config.parse_int("seed_index", seed_index, 0)
     e = config.parse_int("episode", episode, 0)
+    n_ep = config.parse_int("episodes", episodes, 100, lo=1,
+                            beyond="{v:,} is beyond the 2^31 - 1 episodes one evaluation "
+                            "numbers")
     n = config.parse_int("max_frames", max_frames, 120)
-    if not 0 <= e < 2**31 - 1 or not 2 <= n <= 10_000:
-        raise ConfigError("--episode must be >= 0 and --max-frames in 2..10000")
+    if not 0 <= e < n_ep:
+        raise ConfigError(f"--episode must be in 0..{n_ep - 1} (episode E of `evaluate "
+                          f"--episodes {n_ep}`); got {e}")
+    if not 2 <= n <= 10_000:
+        raise ConfigError(f"--max-frames must be in 2..10000, got {n}")
     from distillq import _setup
 
     _setup.configure()
     from distillq.commands import render as command
 
     pipes.protect_stdout()
-    pipes.emit(command.run(path, out, seed_index=i, episode_index=e,
+    pipes.emit(command.run(path, out, seed_index=i, episode_index=e, episodes=n_ep,
                            with_teacher=not no_teacher, max_frames=n, force=force))
 
 

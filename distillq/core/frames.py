@@ -167,7 +167,8 @@ def _mountain_car(obs: jax.Array, c: Canvas) -> jax.Array:
         ink = paint(ink, disc(c, bx + wxo * cos, by + wxo * sin, car_h / 2.5),
                     shade((128, 128, 128)), c.px)
     flag_x = (0.5 - lo) * scale
-    flag_y = float(_mc_height(jnp.float32(0.5))) * scale
+    with jax.ensure_compile_time_eval():   # a constant, also when drawn under jit
+        flag_y = float(_mc_height(jnp.float32(0.5))) * scale
     ink = over(ink, strip(c.x - flag_x, 1.0, c.px) * (jnp.abs(c.y - flag_y - 25) <= 25), 1.0)
     tri = jnp.maximum(jnp.maximum(flag_x - c.x,                       # the flag: a triangle
                                   (c.y - (flag_y + 50)) - (-5 / 25) * (c.x - flag_x)),
@@ -186,14 +187,26 @@ def supported(env_id: str) -> bool:
     return env_id in FRAMES
 
 
-def shape(env_id: str) -> tuple[int, int]:
+def frame(env_id: str, scale: int = 1) -> Frame:
+    """The env's frame, `scale` times as many pixels along each side (the same picture:
+    `render` draws its GIFs at scale 5, 300x200 for CartPole; a pixel student sees scale 1)."""
     f = FRAMES[env_id]
+    if scale != 1:
+        if not (isinstance(scale, int) and scale >= 1):
+            raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+        f = f._replace(height=f.height * scale, width=f.width * scale)
+    return f
+
+
+def shape(env_id: str, scale: int = 1) -> tuple[int, int]:
+    f = frame(env_id, scale)
     return f.height, f.width
 
 
-def draw(env_id: str, obs: jax.Array) -> jax.Array:
-    """Frames [N, H, W] of observations [N, d], ink in [0, 1] (float32)."""
-    f = FRAMES[env_id]
+def draw(env_id: str, obs: jax.Array, scale: int = 1) -> jax.Array:
+    """Frames [N, H, W] of observations [N, d], ink in [0, 1] (float32); `scale`: larger
+    frames of the same picture (frame())."""
+    f = frame(env_id, scale)
     c = canvas(f)
     return jax.vmap(lambda o: f.draw(o.astype(jnp.float32), c))(obs.reshape(obs.shape[0], -1))
 

@@ -7,6 +7,14 @@ step limit or as soon as every episode has ended (a step after that would add no
 is given, also asks a second network (e.g. the teacher) at every visited state which action
 it would pick ("agree" counts the matches). vmap it over seeds; the same key gives the same
 initial states for any network (a fair teacher comparison).
+
+With `trace=True` (static: off, the compiled function is exactly the untraced one) the
+rollout also takes `watch`, an episode's index in the batch (0 .. num_episodes - 1, dynamic),
+and returns that episode's raw observations (`trace_obs` [max_steps + 1, *obs_shape]: the
+observation after t steps at row t, the last one the true final observation, not the
+auto-reset one; rows past the episode's end are zeros) and rewards (`trace_rewards`
+[max_steps]: step t's reward, zero past the end), carried through the same while_loop as
+the batch: `render` draws evaluate's own episode, number for number.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ def _per_episode(key: jax.Array, episodes: jax.Array) -> jax.Array:
 
 def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
                  other_apply: Callable | None = None, shifted: bool = False,
-                 view: Any = None, other_sees_view: bool = False) -> Callable:
+                 view: Any = None, other_sees_view: bool = False,
+                 trace: bool = False) -> Callable:
     """apply_fn None: a uniform-random policy (the baseline of normalised retention).
     `first` numbers the episodes (first .. first + num_episodes - 1): episode e's initial
     state and dynamics depend only on (key, e).
@@ -40,10 +49,13 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
     view: a views.View: `apply_fn` sees the stacked, transformed observation (a privileged
     student), `other_apply` (its teacher) the observation itself, or with `other_sees_view`
     the same view (a teacher that is itself a view student: chains in the student's
-    modality)."""
+    modality).
+
+    trace: the rollout takes `watch` too and returns the watched episode's trace (module
+    docstring)."""
     from distillq.core import views
     def rollout(params: Any, key: jax.Array, other_params: Any = None, first: Any = 0,
-                env_params: Any = None, obs_noise: Any = 0.0) -> dict:
+                env_params: Any = None, obs_noise: Any = 0.0, watch: Any = 0) -> dict:
         k_reset, k_steps = jax.random.split(key)
         k_act = jax.random.fold_in(k_steps, 0x7A4D)
         k_noise = jax.random.fold_in(k_steps, 0x0B5E)
@@ -58,6 +70,7 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
 
         def body(carry, i):
             obs, state, alive, ret, length, agree, hist = carry
+            raw, was = obs, alive      # for a trace: the raw observation, alive before the step
             if shifted:
                 keys = _per_episode(jax.random.fold_in(k_noise, i), episodes)
                 obs = obs + obs_noise * jax.vmap(
@@ -84,36 +97,64 @@ def make_rollout(env: envs.Env, apply_fn: Callable | None, num_episodes: int,
             if view is not None:   # only the first episode counts: no restart needed
                 hist = views.push(view, hist, st.obs,
                                   _per_episode(jax.random.fold_in(k_view, i), episodes))
-            return (st.obs, st.state, alive, ret, length, agree, hist), None
+            return (st.obs, st.state, alive, ret, length, agree, hist), (raw, was, st)
 
         def running(c):   # stop at the step limit, or once every episode has ended
             return (c[0] < env.max_steps) & jnp.any(c[1][2] > 0)
 
         def step(c):
-            i, carry = c
-            return i + 1, body(carry, i)[0]
+            i, carry = c[0], c[1]
+            new, (raw, was, st) = body(carry, i)
+            if not trace:
+                return i + 1, new
+            t_obs, t_rew = c[2]
+            w = jnp.asarray(watch, jnp.int32)
+            on = was[w] > 0       # the watched episode was running at step i: record it
+            t_obs = t_obs.at[i].set(jnp.where(on, raw[w], t_obs[i]))
+            t_obs = t_obs.at[i + 1].set(jnp.where(on, st.next_obs[w], t_obs[i + 1]))
+            t_rew = t_rew.at[i].set(jnp.where(on, st.reward[w], 0.0))
+            return i + 1, new, (t_obs, t_rew)
 
         init = (obs, state, jnp.ones_like(zeros), zeros, zeros, zeros, hist)
-        _, (_, _, _, ret, length, agree, _) = jax.lax.while_loop(
-            running, step, (jnp.int32(0), init))
-        return {"returns": ret, "lengths": length, "agree": agree}
+        loop = (jnp.int32(0), init)
+        if trace:
+            loop += ((jnp.zeros((env.max_steps + 1, *obs.shape[1:]), obs.dtype),
+                      jnp.zeros((env.max_steps,), jnp.float32)),)
+        end = jax.lax.while_loop(running, step, loop)
+        _, _, _, ret, length, agree, _ = end[1]
+        out = {"returns": ret, "lengths": length, "agree": agree}
+        if trace:
+            out["trace_obs"], out["trace_rewards"] = end[2]
+        return out
 
     return rollout
 
 
 def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Callable,
-                    num_episodes: int, view: Any = None, teacher_view: Any = None
-                    ) -> Callable:
+                    num_episodes: int, view: Any = None, teacher_view: Any = None,
+                    trace: bool = False) -> Callable:
     """compare(params, teacher_params, key): the student's greedy episodes, the teacher's
     action at every state the student visits (fidelity), and the teacher's own greedy
     episodes and a uniform-random policy's episodes on the same keys (same initial states).
-    teacher_view: the teacher's own view (a view student teaching one with the same view)."""
+    teacher_view: the teacher's own view (a view student teaching one with the same view).
+
+    trace: compare(..., first, watch) also returns the watched episode's trace of the
+    student (`trace_obs`, `trace_rewards`) and of the teacher (`teacher_trace_obs`,
+    `teacher_trace_rewards`, and `teacher_lengths`); the numbers are the untraced ones."""
     student = make_rollout(env, student_apply, num_episodes, other_apply=teacher_apply,
-                           view=view, other_sees_view=teacher_view is not None)
-    teacher = make_rollout(env, teacher_apply, num_episodes, view=teacher_view)
+                           view=view, other_sees_view=teacher_view is not None, trace=trace)
+    teacher = make_rollout(env, teacher_apply, num_episodes, view=teacher_view, trace=trace)
     uniform = make_rollout(env, None, num_episodes)
 
-    def compare(params: Any, teacher_params: Any, key: jax.Array, first: Any = 0) -> dict:
+    def compare(params: Any, teacher_params: Any, key: jax.Array, first: Any = 0,
+                watch: Any = 0) -> dict:
+        if trace:
+            s = student(params, key, teacher_params, first, watch=watch)
+            t = teacher(teacher_params, key, None, first, watch=watch)
+            return {**s, "teacher_returns": t["returns"], "teacher_lengths": t["lengths"],
+                    "teacher_trace_obs": t["trace_obs"],
+                    "teacher_trace_rewards": t["trace_rewards"],
+                    "random_returns": uniform(None, key, None, first)["returns"]}
         s = student(params, key, teacher_params, first)
         return {**s, "teacher_returns": teacher(teacher_params, key, None, first)["returns"],
                 "random_returns": uniform(None, key, None, first)["returns"]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from distillq.core import robustness
 from distillq.runs import calls, signals, store, summaries, teachers
@@ -143,6 +143,62 @@ def _multitask(run: store.Run, episodes: int, with_teacher: bool = True,
     return result
 
 
+class Call(NamedTuple):
+    """evaluate's jitted, seed-vmapped call for a single-env run: `fn(*args, first)` plays
+    episodes first .. first + chunk - 1 of every seed ([seeds, chunk] leaves); traced,
+    `fn(*args, first, watch)` also returns episode first + watch's trace (rollout.py)."""
+
+    fn: Callable
+    args: tuple
+    chunk: int
+    env: Any
+    net: Any
+    params: Any
+    keys: Any
+    t_runs: list[store.Run] | None
+    t_apply: Callable | None
+    t_params: Any
+
+
+def evaluation_call(run: store.Run, t_runs: list[store.Run] | None, chunk: int,
+                    trace: bool = False) -> Call:
+    """The call `evaluate` makes for a single-env run (its student against its teachers
+    `t_runs` with a random policy on the same episodes, or the run alone when t_runs is
+    None), `chunk` episodes per seed; with `trace` the very same computation that also
+    records one watched episode (`render`)."""
+    import jax
+    import jax.numpy as jnp
+
+    from distillq.core import envs, networks, rollout, views
+
+    meta = run.meta
+    view = views.from_meta(meta)
+    env = envs.make(meta["env"])
+    net = networks.build(meta["network"])
+    params = jax.tree.map(jnp.asarray, run.params)
+    keys = calls.eval_keys(list(meta["seeds"]))
+    t_apply = t_params = None
+    if t_runs is not None:
+        t_apply = networks.ensemble_apply(networks.build(t_runs[0].meta["network"]).apply)
+        t_params = teachers.per_student_params(t_runs, meta["teacher"]["seed_index"],
+                                               len(meta["seeds"]))
+        fn = rollout.make_comparison(env, net.apply, t_apply, chunk, view,
+                                     views.from_meta(t_runs[0].meta), trace=trace)
+        args = (params, t_params, keys)
+        in_axes = (0, 0, 0, None, None) if trace else (0, 0, 0, None)
+    else:
+        fn = rollout.make_rollout(env, net.apply, chunk, view=view, trace=trace)
+        if trace:
+            roll = fn
+
+            def fn(p, k, o, first, watch):
+                return roll(p, k, o, first, watch=watch)
+        args = (params, keys, None)
+        in_axes = (0, 0, None, None, None) if trace else (0, 0, None, None)
+    return Call(jax.jit(jax.vmap(fn, in_axes=in_axes)), args, chunk, env, net, params, keys,
+                t_runs, t_apply, t_params)
+
+
 def evaluate_run(run: store.Run, episodes: int, with_teacher: bool = True,
                  show: bool | None = True, shifts: list[dict] | None = None) -> dict:
     """`evaluate`'s result for one run: its episodes (a student's against its teachers and a
@@ -150,35 +206,17 @@ def evaluate_run(run: store.Run, episodes: int, with_teacher: bool = True,
     its table (a pipeline that printed the same numbers already passes False; None prints
     nothing: the caller shows the numbers its own way)."""
     import jax
-    import jax.numpy as jnp
 
-    from distillq.core import envs, networks, rollout, views
+    from distillq.core import networks, views
 
     meta = run.meta
     if meta.get("multitask"):
         return _multitask(run, episodes, with_teacher, show)
-    view = views.from_meta(meta)
-    env = envs.make(meta["env"])
-    net = networks.build(meta["network"])
-    seeds = list(meta["seeds"])
-    params = jax.tree.map(jnp.asarray, run.params)
-    keys = calls.eval_keys(seeds)
-    t_runs = _teachers_of(run, with_teacher)
-    chunk = min(episodes, EVAL_CHUNK)
-    t_apply = t_params = None
-    if t_runs is not None:
-        t_apply = networks.ensemble_apply(networks.build(t_runs[0].meta["network"]).apply)
-        t_params = teachers.per_student_params(t_runs, meta["teacher"]["seed_index"],
-                                               len(seeds))
-        fn = jax.jit(jax.vmap(rollout.make_comparison(
-            env, net.apply, t_apply, chunk, view, views.from_meta(t_runs[0].meta)),
-            in_axes=(0, 0, 0, None)))
-        args = (params, t_params, keys)
-    else:
-        fn = jax.jit(jax.vmap(rollout.make_rollout(env, net.apply, chunk, view=view),
-                              in_axes=(0, 0, None, None)))
-        args = (params, keys, None)
-    out, compile_s, run_s = _chunked(fn, args, episodes, chunk, f"evaluate {run.path.name}")
+    call = evaluation_call(run, _teachers_of(run, with_teacher), min(episodes, EVAL_CHUNK))
+    env, net, params, keys, t_runs = call.env, call.net, call.params, call.keys, call.t_runs
+    t_apply, t_params, seeds = call.t_apply, call.t_params, list(meta["seeds"])
+    out, compile_s, run_s = _chunked(call.fn, call.args, episodes, call.chunk,
+                                     f"evaluate {run.path.name}")
     result: dict[str, Any] = {
         "run_dir": str(run.path), "kind": meta["kind"], "env": meta["env"], "seeds": seeds,
         "params": networks.param_count(meta["network"]), "network": meta["network"],
