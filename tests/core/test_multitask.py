@@ -332,7 +332,7 @@ def test_cli_multitask_distil_evaluate_and_refusals(mt_runs, mt_student):
         assert a["evaluation"]["overall"]["fidelity"] == b["evaluation"]["overall"]["fidelity"]
     # what takes single-env runs refuses it in one line (in-process: the same CLI)
     for args, msg in ((["export", str(d / "mt"), "--format", "numpy", "--out",
-                        str(d / "x.npz")], "multi-task student"),
+                        str(d / "xe")], "multi-task student"),
                       (["render", str(d / "mt"), "--out", str(d / "x.gif")],
                        "multi-task student"),
                       (["distill", "-t", str(d / "mt"), "--out", str(d / "s")], "cannot teach"),
@@ -342,7 +342,7 @@ def test_cli_multitask_distil_evaluate_and_refusals(mt_runs, mt_student):
                       (["distill", "--multitask", "-t", str(d / "cart"), "--out", str(d / "s3")],
                        "at least 2")):
         assert msg in one_line_error(args), args
-    assert not any((d / x).exists() for x in ("x.npz", "x.gif", "s", "s2", "s3"))
+    assert not any((d / x).exists() for x in ("xe", "x.gif", "s", "s2", "s3"))
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from distillq.commands import distill as distill_cmd
 from distillq.commands import evaluate as evaluate_cmd
 from distillq.commands import export as export_cmd
 from distillq.commands import render as render_cmd
-from distillq.core import distill, envs, networks, rollout, views
+from distillq.core import distill, rollout, views
 from distillq.errors import ConfigError
 from distillq.runs import store, teachers
 
@@ -125,14 +125,10 @@ def test_evaluate_render_and_export_apply_the_same_view(view_run, tmp_path):
     assert [r["mean"] for r in ev["evaluation"]["per_seed"]] == \
         [r["mean"] for r in s["evaluation"]["per_seed"]]
 
-    r = render_cmd.run(str(out), str(tmp_path / "v.gif"), with_teacher=False)
-    run = store.load_run(out)
-    net = networks.build(run.meta["network"])
-    p0 = jax.tree.map(lambda x: jnp.asarray(x[0]), run.params)
-    one = rollout.make_rollout(envs.make("CartPole-v1"), net.apply, 1,
-                                view=views.from_meta(run.meta))(
-        p0, rollout.eval_key(run.meta["seeds"][0]))
-    assert r["student_return"] == pytest.approx(float(one["returns"][0]))
+    # render plays episode 0 of `evaluate --episodes 4` (the same batched call)
+    r = render_cmd.run(str(out), str(tmp_path / "v.gif"), with_teacher=False, episodes=4)
+    alone = evaluate_cmd.run([str(out)], episodes=4, with_teacher=False)["results"][0]
+    assert r["student_return"] == alone["evaluation"]["per_seed"][0]["returns"][0]
     res = export_cmd.run(str(out), "numpy", str(tmp_path / "exp"), states=500)
     assert res["parity"]["ok"] and res["parity"]["action_mismatches"] == 0
     assert res["student_view"]["input_dim"] == 4
@@ -242,13 +238,10 @@ def test_a_pixel_student_teaches_a_pixel_student(pixel_chain, tmp_path):
     shifted = ev["robustness"]["shifts"][0]["evaluation"]["per_seed"]
     np.testing.assert_allclose([r["teacher_mean"] for r in shifted],
                                [r["teacher_mean"] for r in s["evaluation"]["per_seed"]])
-    r = render_cmd.run(str(d / "s"), str(tmp_path / "s.gif"))   # both panes on their frames
-    t_run = store.load_run(d / "a")
-    t_net = networks.build(t_run.meta["network"])
-    one = rollout.make_rollout(envs.make("CartPole-v1"), t_net.apply, 1,
-                                view=views.from_meta(t_run.meta))(
-        jax.tree.map(lambda x: jnp.asarray(x[0]), t_run.params), rollout.eval_key(0))
-    assert r["teacher_return"] == pytest.approx(float(one["returns"][0]))
+    # both panes on their frames: render's episode 0 of `evaluate --episodes 3`
+    r = render_cmd.run(str(d / "s"), str(tmp_path / "s.gif"), episodes=3)
+    assert r["student_return"] == ev["evaluation"]["per_seed"][0]["returns"][0]
+    assert r["teacher_return"] == ev["evaluation"]["per_seed"][0]["teacher_returns"][0]
     res = export_cmd.run(str(d / "s"), "numpy", str(tmp_path / "e"), states=300)
     assert res["parity"]["ok"] and res["network"]["type"] == "strided"
     assert json.loads((tmp_path / "e" / "transform.json").read_text())["pixels"] == \
