@@ -85,8 +85,7 @@ def _policy(tmp_path):
     from distillq.commands.export import numpy_format
 
     shutil.copy(POLICY / "policy.npz", tmp_path / "policy.npz")
-    (tmp_path / "policy.py").write_text(numpy_format.POLICY_PY.format(shape=(10, 10, 4),
-                                                                      n_actions=3))
+    (tmp_path / "policy.py").write_text(numpy_format.policy_py((10, 10, 4), 3))
     return numpy_format.load_numpy_policy(tmp_path)
 
 

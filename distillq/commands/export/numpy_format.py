@@ -75,6 +75,12 @@ class Policy:
 '''
 
 
+def policy_py(shape: tuple[int, ...], n_actions: int, inputs: str | None = None) -> str:
+    """The generated policy.py's text (`inputs`: what it takes; by default one observation)."""
+    return POLICY_PY.format(shape=shape, n_actions=n_actions,
+                            inputs=inputs or f"one observation of shape {shape}, float32")
+
+
 def write_numpy(layers: list[dict], spec: dict, out: Path, inputs: str | None = None
                 ) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
@@ -86,10 +92,8 @@ def write_numpy(layers: list[dict], spec: dict, out: Path, inputs: str | None = 
             if isinstance(v, np.ndarray):
                 arrays[f"{i}_{k}"] = v
     np.savez(out / "policy.npz", layers=np.asarray(json.dumps(meta)), **arrays)
-    shape = tuple(spec["obs_shape"])
-    inputs = inputs or f"one observation of shape {shape}, float32"
-    (out / "policy.py").write_text(POLICY_PY.format(shape=shape, inputs=inputs,
-                                                   n_actions=spec["num_actions"]))
+    (out / "policy.py").write_text(policy_py(tuple(spec["obs_shape"]), spec["num_actions"],
+                                             inputs))
     return [out / "policy.npz", out / "policy.py"]
 
 
