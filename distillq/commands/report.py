@@ -210,8 +210,6 @@ def _bars(table: list[dict], path: Path) -> None:
 
 
 def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) -> dict:
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,8 +221,8 @@ def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) ->
     final = out_dir
     # written into a staging dir beside --out and moved into place complete: a full disk or
     # a signal leaves no half-written report (and a replaced one intact)
-    with outputs.staging(final) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # matplotlib's layout advice is not for users
+    # constrained layout (not tight_layout, which warned on many runs) sizes the legends
+    with outputs.staging(final) as tmp:
         out_dir = tmp / "report"
         out_dir.mkdir()
         _curves(runs, number, out_dir / "learning_curves.png")

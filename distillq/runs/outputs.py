@@ -98,15 +98,16 @@ def _remove(p: Path) -> None:
 @contextmanager
 def staging(beside: Path) -> Iterator[Path]:
     """A temporary dir beside `beside` (same filesystem: moves are renames), removed on
-    every exit, signals included. A write failing for want of space or permission becomes
-    a one-line WriteError (exit 1) saying nothing was replaced."""
+    every exit, signals included. Outputs are made inside it with the process's umask (the
+    staging dir's own 0700 never becomes an output's mode). A write failing for want of
+    space or permission becomes a one-line WriteError (exit 1) saying nothing was
+    replaced."""
     parent = beside.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{beside.name}.tmp-", dir=parent))
     except OSError as e:
         raise WriteError(f"cannot write under {parent}: {e.strerror}") from None
-    os.chmod(tmp, 0o777 & ~_umask())      # mkdtemp's 0700 would become the output's mode
 
     def gone(_signum: int) -> str:
         _remove(tmp)
@@ -122,12 +123,6 @@ def staging(beside: Path) -> Iterator[Path]:
             raise
         finally:
             _remove(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def place(src: Path, dst: Path) -> None:
