@@ -273,8 +273,7 @@ def _render(run, final: Path, kind: str, seed_index: int, e: int, episodes: int,
         write_gif(panes, steps, gif, bar, task)
         summary["size_bytes"] = gif.stat().st_size
         js.write_text(json.dumps(summary, indent=2) + "\n")
-        outputs.place(gif, final)
-        outputs.place(js, final.with_suffix(".json"))
+        outputs.place_all([(gif, final), (js, final.with_suffix(".json"))])   # both or none
     console.print(f"[dim]{final}: {len(steps)} frames, "
                   + ", ".join(f"{p['name']} return {p['returns'][-1]:g} in {p['length']} steps"
                               for p in panes)

@@ -126,28 +126,46 @@ def staging(beside: Path) -> Iterator[Path]:
 
 
 def place(src: Path, dst: Path) -> None:
-    """Move a staged file or dir to `dst`, replacing what is there. A file moves in one
-    rename. A dir moves in two (the old one aside, the new one in), and a signal between
-    them puts the old one back; the old one is deleted only once the new one is in place."""
-    if not src.is_dir():
-        os.replace(src, dst)
-        return
-    if not dst.exists():
-        src.rename(dst)
-        return
-    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-    _remove(old)
+    """Move one staged file or dir to `dst` (place_all of one move)."""
+    place_all([(src, dst)])
+
+
+def place_all(moves: list[tuple[Path, Path]]) -> None:
+    """Move staged files or dirs into place, all or none (a GIF and its summary; a dir):
+    each existing target is first set aside beside itself (`.NAME.old-PID`), then the staged
+    one renamed in; an error or a signal before the last move removes the new ones already
+    in and puts every old one back. The old ones are deleted once all new ones are in."""
+    asides: list[tuple[Path, Path | None]] = []
+    placed: list[Path] = []
 
     def back(_signum: int) -> str:
-        if not dst.exists() and old.exists():
-            old.rename(dst)
+        for dst in placed:
+            _remove(dst)
+        for dst, old in asides:
+            if old is not None and old.exists() and not dst.exists():
+                old.rename(dst)
         return ""
 
     with signals.cleanup(back):
-        dst.rename(old)
         try:
-            src.rename(dst)
+            for src, dst in moves:
+                old = None
+                if dst.exists():
+                    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+                    _remove(old)
+                    dst.rename(old)
+                asides.append((dst, old))
+                src.rename(dst)
+                placed.append(dst)
         except BaseException:
             back(0)
             raise
-    _remove(old)
+    olds = [old for _, old in asides if old is not None]
+
+    def drop(_signum: int) -> str:
+        for old in olds:
+            _remove(old)
+        return ""
+
+    with signals.cleanup(drop):
+        drop(0)

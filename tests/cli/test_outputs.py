@@ -273,3 +273,32 @@ def test_a_report_of_many_runs_stays_readable_and_quiet(runs, tmp_path):
     assert len({tuple(round(x, 3) for x in c) for c in colours}) == 30
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| 30 | t29 |" in md
+
+
+def test_place_all_moves_a_gif_and_its_summary_together_or_not_at_all(tmp_path, monkeypatch):
+    """render's two files: if the second move fails, the first new file is taken back out
+    and both old files are restored (no GIF newer than its summary)."""
+    gif, js = tmp_path / "r.gif", tmp_path / "r.json"
+    gif.write_text("old gif")
+    js.write_text("old json")
+    stage = tmp_path / ".stage"
+    stage.mkdir()
+    (stage / "r.gif").write_text("new gif")
+    (stage / "r.json").write_text("new json")
+    real = Path.rename
+
+    def flaky(self, target):
+        if self == stage / "r.json":
+            raise OSError(errno.EIO, "I/O error")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", flaky)
+    with pytest.raises(OSError):
+        outputs.place_all([(stage / "r.gif", gif), (stage / "r.json", js)])
+    assert gif.read_text() == "old gif" and js.read_text() == "old json"
+    assert _leftovers(tmp_path) == []
+    monkeypatch.setattr(Path, "rename", real)
+    (stage / "r.gif").write_text("new gif")
+    outputs.place_all([(stage / "r.gif", gif), (stage / "r.json", js)])
+    assert gif.read_text() == "new gif" and js.read_text() == "new json"
+    assert _leftovers(tmp_path) == []
