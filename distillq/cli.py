@@ -445,8 +445,8 @@ def export(
     from distillq.runs import outputs
 
     fmt = format_of(fmt, out)
-    out_dir = out or str(Path("exports") / f"{Path(path).resolve().name}-{fmt}"
-                         f"{'-int8' if int8 else ''}")
+    named = f"{Path(path).resolve().name}-{fmt}{'-int8' if int8 else ''}"
+    out_dir = out if out is not None else str(Path("exports") / named)
     outputs.check([target(outputs.printable(out_dir))], force)   # before any work
     if meta["status"] != "complete":
         raise DistillqError(f"run {path} is not complete (status: {meta['status']})")
@@ -529,9 +529,9 @@ def report(
     from pathlib import Path
 
     from distillq.commands import report as command
-    from distillq.runs import store
+    from distillq.runs import outputs, store
 
-    out_dir = command.output_dir(Path(out) if out else None, force)   # before any work
+    out_dir = command.output_dir(None if out is None else outputs.printable(out), force)
     paths = store.existing_runs(list(runs) if runs else pipes.upstream_run_dirs())
     pipes.protect_stdout()
     pipes.emit(command.run(paths, out_dir, Path(gifs) if gifs else None, force=force))

@@ -155,6 +155,8 @@ def printable(path: str | Path, flag: str = "--out") -> Path:
     bytes carries surrogates: the JSON on stdout and every message would fail on it after
     the work was done)."""
     text = os.fspath(path)
+    if not text.strip():
+        raise ConfigError(f"{flag} is empty; give a path")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

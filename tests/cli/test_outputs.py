@@ -302,3 +302,15 @@ def test_place_all_moves_a_gif_and_its_summary_together_or_not_at_all(tmp_path, 
     outputs.place_all([(stage / "r.gif", gif), (stage / "r.json", js)])
     assert gif.read_text() == "new gif" and js.read_text() == "new json"
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["export", "report", "render", "train-teacher"])
+def test_an_empty_out_is_refused_not_taken_for_the_default(runs, command, tmp_path,
+                                                             monkeypatch):
+    """`--out ''` (an unset shell variable) used to mean the default dir for export and
+    report, and `.` for train-teacher."""
+    monkeypatch.chdir(tmp_path)
+    args = [command, "--out", ""] if command == "train-teacher" else \
+        [command, str(runs / "lin"), "--out", ""]
+    assert "--out is empty" in one_line_error(args)
+    assert list(tmp_path.iterdir()) == []
