@@ -532,6 +532,9 @@ def report(
     from distillq.runs import outputs, store
 
     out_dir = command.output_dir(None if out is None else outputs.printable(out), force)
+    if gifs is not None and not Path(gifs).is_dir():
+        raise ConfigError(f"--gifs {gifs}: not a directory (where `distillq render` wrote "
+                          "the GIFs to link)")
     paths = store.existing_runs(list(runs) if runs else pipes.upstream_run_dirs())
     pipes.protect_stdout()
     pipes.emit(command.run(paths, out_dir, Path(gifs) if gifs else None, force=force))

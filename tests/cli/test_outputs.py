@@ -243,6 +243,8 @@ def test_report_defaults_outside_runs_and_never_silently_replaces(runs, tmp_path
     code, out, err = invoke(["report", str(runs / "t"), "--out", str(first), "--force"])
     assert code == 0, err
     assert "| t |" in (first / "report.md").read_text()
+    assert "--gifs" in one_line_error(["report", str(runs / "t"), "--out", str(first),
+                                       "--force", "--gifs", str(tmp_path / "nowhere")])
 
 
 def test_a_report_on_a_full_disk_leaves_no_half_written_files(runs, tmp_path, monkeypatch):
