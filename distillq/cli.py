@@ -441,13 +441,11 @@ def export(
     meta = store.read_meta(path)           # fail fast, before importing jax
     i = config.parse_int("seed_index", seed_index, 0)
     n = config.parse_int("states", states, 10_000, lo=1, hi=10_000_000)
-    from distillq.commands.export import format_of, target
-    from distillq.runs import outputs
+    from distillq.commands.export import format_of
 
     fmt = format_of(fmt, out)
     named = f"{Path(path).resolve().name}-{fmt}{'-int8' if int8 else ''}"
     out_dir = out if out is not None else str(Path("exports") / named)
-    outputs.check([target(outputs.printable(out_dir))], force)   # before any work
     if meta["status"] != "complete":
         raise DistillqError(f"run {path} is not complete (status: {meta['status']})")
     from distillq import _setup
@@ -529,9 +527,9 @@ def report(
     from pathlib import Path
 
     from distillq.commands import report as command
-    from distillq.runs import outputs, store
+    from distillq.runs import store
 
-    out_dir = command.output_dir(None if out is None else outputs.printable(out), force)
+    out_dir = None if out is None else store.printable(out)   # checked first thing by run
     if gifs is not None and not Path(gifs).is_dir():
         raise ConfigError(f"--gifs {gifs}: not a directory (where `distillq render` wrote "
                           "the GIFs to link)")

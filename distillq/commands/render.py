@@ -105,11 +105,8 @@ def _classic(env_name: str):
 
         from distillq.core import frames
 
-        f = frames.frame(env_name, SCALE)
-        c = frames.canvas(f)
-
         def one(o):
-            ink = f.draw(o.reshape(-1).astype(jnp.float32), c)
+            ink = frames.draw(env_name, o[None], SCALE)[0]
             return jnp.round(jnp.clip(ink, 0.0, 1.0) * (GRAYS - 1)).astype(jnp.uint8)
 
         _DRAWERS[env_name] = jax.jit(lambda obs: jax.lax.map(one, obs, batch_size=64))
@@ -199,7 +196,7 @@ def run(path: str, out: str, *, seed_index: int = 0, episode_index: int = 0,
     the GIF and its summary and returns the summary (the command's JSON)."""
     from distillq.runs import outputs, store
 
-    final = outputs.printable(out)
+    final = store.printable(out)
     if final.suffix.lower() != ".gif":
         raise ConfigError(f"--out must end in .gif, got {final}")
     if episodes < 1 or not 0 <= episode_index < episodes:
@@ -224,7 +221,7 @@ def _render(run, final: Path, kind: str, seed_index: int, e: int, episodes: int,
     import jax.numpy as jnp
     import numpy as np
 
-    from distillq.runs import evaluation, outputs, signals, teachers
+    from distillq.runs import evaluation, outputs, signals, store, teachers
     from distillq.runs.console import console, progress
 
     t0 = time.perf_counter()
@@ -273,7 +270,7 @@ def _render(run, final: Path, kind: str, seed_index: int, e: int, episodes: int,
         write_gif(panes, steps, gif, bar, task)
         summary["size_bytes"] = gif.stat().st_size
         js.write_text(json.dumps(summary, indent=2) + "\n")
-        outputs.place_all([(gif, final), (js, final.with_suffix(".json"))])   # both or none
+        store.place_all([(gif, final), (js, final.with_suffix(".json"))])   # both or none
     console.print(f"[dim]{final}: {len(steps)} frames, "
                   + ", ".join(f"{p['name']} return {p['returns'][-1]:g} in {p['length']} steps"
                               for p in panes)

@@ -110,12 +110,8 @@ def output_dir(out: Path | None, force: bool = False) -> Path:
     previous report (nothing else is replaced). By default a new reports/report-<date>-<id>
     (runs/ holds run dirs only)."""
     if out is None:
-        import datetime as dt
-        import secrets
-
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = REPORTS_ROOT / f"report-{stamp}-{secrets.token_hex(2)}"
-    outputs.check([outputs.Target(outputs.printable(out), "report dir", True,
+        out = store.stamped("report", REPORTS_ROOT)
+    outputs.check([outputs.Target(store.printable(out), "report dir", True,
                                   _is_report_dir)], force)
     return out
 
@@ -228,7 +224,7 @@ def make_report(paths: list[str], out_dir: Path, gif_dir: Path | None = None) ->
         _curves(runs, number, out_dir / "learning_curves.png")
         _bars(table, out_dir / "comparison.png")
         (out_dir / "report.md").write_text(_markdown(table, runs, gif_dir, final))
-        outputs.place(out_dir, final)
+        store.place(out_dir, final)
     _print(table)
     files = [final / n for n in ("learning_curves.png", "comparison.png", "report.md")]
     return {"kind": "report", "out_dir": str(final), "files": [str(f) for f in files],

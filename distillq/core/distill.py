@@ -28,6 +28,7 @@ import optax
 from distillq import registry
 from distillq.config import DistillConfig
 from distillq.core import envs, explore, loop, networks, replay, rollout, student, td, views
+from distillq.errors import ConfigError
 
 
 class Actor(NamedTuple):
@@ -141,15 +142,11 @@ def make(cfg: DistillConfig, env: envs.Env, teacher_spec: dict,
     so the student must have the same view."""
     view = views.parse(cfg.student_obs, cfg.frame_stack, env.obs_shape, env.name)
     if teacher_view is not None and view != teacher_view:
-        from distillq.errors import ConfigError
-
         v, spell = teacher_view, views.text(teacher_view)
         raise ConfigError(f"the teacher sees a view of the observation ({spell or 'all'}, "
                           f"{v.stack} stacked): it teaches a student with the same view "
                           f"(--student-obs '{spell}' --frame-stack {v.stack})")
     if teacher_view is not None and cfg.obs_norm == "teacher" and not view.pixels:
-        from distillq.errors import ConfigError
-
         raise ConfigError("obs_norm = 'teacher' measures the teacher's states, and this "
                           "teacher sees a view of them: use none or bounds")
     s_shape = env.obs_shape if view is None else view.shape

@@ -198,8 +198,9 @@ def frame(env_id: str, scale: int = 1) -> Frame:
     return f
 
 
-def shape(env_id: str, scale: int = 1) -> tuple[int, int]:
-    f = frame(env_id, scale)
+def shape(env_id: str) -> tuple[int, int]:
+    """A pixel student's frame: (H, W)."""
+    f = FRAMES[env_id]
     return f.height, f.width
 
 

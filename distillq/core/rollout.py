@@ -148,16 +148,14 @@ def make_comparison(env: envs.Env, student_apply: Callable, teacher_apply: Calla
 
     def compare(params: Any, teacher_params: Any, key: jax.Array, first: Any = 0,
                 watch: Any = 0) -> dict:
+        s = student(params, key, teacher_params, first, watch=watch)
+        t = teacher(teacher_params, key, None, first, watch=watch)
+        out = {**s, "teacher_returns": t["returns"],
+               "random_returns": uniform(None, key, None, first)["returns"]}
         if trace:
-            s = student(params, key, teacher_params, first, watch=watch)
-            t = teacher(teacher_params, key, None, first, watch=watch)
-            return {**s, "teacher_returns": t["returns"], "teacher_lengths": t["lengths"],
-                    "teacher_trace_obs": t["trace_obs"],
-                    "teacher_trace_rewards": t["trace_rewards"],
-                    "random_returns": uniform(None, key, None, first)["returns"]}
-        s = student(params, key, teacher_params, first)
-        return {**s, "teacher_returns": teacher(teacher_params, key, None, first)["returns"],
-                "random_returns": uniform(None, key, None, first)["returns"]}
+            out.update(teacher_lengths=t["lengths"], teacher_trace_obs=t["trace_obs"],
+                       teacher_trace_rewards=t["trace_rewards"])
+        return out
 
     return compare
 

@@ -3,19 +3,18 @@
 Every path is checked before any work (exit 2, one line): UTF-8, not inside a run dir, not a
 symbolic link, not an existing file or dir unless --force, and then only one the same
 command wrote (never something else), and a parent where a file can actually be created
-(probed: as root, os.access says yes to read-only mounts and /proc).
+(store.probe: a real write, since as root os.access says yes to read-only mounts and /proc;
+train-teacher and distill probe their run dir's parent the same way).
 
 Everything is written into a staging dir beside the target (`.NAME.tmp-*`) and moved into
-place only when complete: an error, a full disk, Ctrl-C or SIGTERM leave the old output as
-it was and no temporary file behind (the staging dir is removed on every exit path,
-signals included, through signals.cleanup).
+place only when complete (store.place_all: all files of an output or none): an error, a
+full disk, Ctrl-C or SIGTERM leave the old output as it was and no temporary file behind
+(the staging dir is removed on every exit path, signals included, through signals.cleanup).
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,35 +35,10 @@ class Target(NamedTuple):
     ours: Callable[[Path], bool]   # an existing path at `path` is this command's output
 
 
-printable = store.printable   # the path, refused in one line unless it is UTF-8 text
-
-
-def _nearest_existing(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p.parent != p:
-        p = p.parent
-    return p
-
-
-def probe_parent(path: Path) -> None:
-    """Fail unless a file can be created where `path` will be (its nearest existing
-    ancestor): a real write, removed at once."""
-    p = _nearest_existing(path.parent)
-    if not p.is_dir():
-        raise RunDirError(f"cannot write {path}: {p} is not a directory")
-    try:
-        fd, name = tempfile.mkstemp(prefix=".distillq-probe-", dir=p)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as e:
-        raise RunDirError(f"cannot write under {p}: {e.strerror or type(e).__name__}"
-                          ) from None
-
-
 def check(targets: list[Target], force: bool) -> None:
     """Refuse, before any work, outputs that cannot or must not be written."""
     for t in targets:
-        path = printable(t.path)
+        path = store.printable(t.path)
         inside = store.enclosing_run(path.absolute().parent if not t.is_dir else path)
         if inside is not None:
             raise RunDirError(f"{path} is inside the run dir {inside}; write it elsewhere "
@@ -81,18 +55,11 @@ def check(targets: list[Target], force: bool) -> None:
                 if path.is_dir() != t.is_dir or not t.ours(path):
                     raise RunDirError(f"{path} is not a distillq {t.what}; refusing to "
                                       "replace it even with --force")
-        probe_parent(path)
+        store.probe(path.parent)
 
 
 _DISK = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES,
          errno.EPERM}
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -110,7 +77,7 @@ def staging(beside: Path) -> Iterator[Path]:
         raise WriteError(f"cannot write under {parent}: {e.strerror}") from None
 
     def gone(_signum: int) -> str:
-        _remove(tmp)
+        store.remove(tmp)
         return ""
 
     with signals.cleanup(gone):
@@ -122,50 +89,4 @@ def staging(beside: Path) -> Iterator[Path]:
                                  "or replaced") from None
             raise
         finally:
-            _remove(tmp)
-
-
-def place(src: Path, dst: Path) -> None:
-    """Move one staged file or dir to `dst` (place_all of one move)."""
-    place_all([(src, dst)])
-
-
-def place_all(moves: list[tuple[Path, Path]]) -> None:
-    """Move staged files or dirs into place, all or none (a GIF and its summary; a dir):
-    each existing target is first set aside beside itself (`.NAME.old-PID`), then the staged
-    one renamed in; an error or a signal before the last move removes the new ones already
-    in and puts every old one back. The old ones are deleted once all new ones are in."""
-    asides: list[tuple[Path, Path | None]] = []
-    placed: list[Path] = []
-
-    def back(_signum: int) -> str:
-        for dst in placed:
-            _remove(dst)
-        for dst, old in asides:
-            if old is not None and old.exists() and not dst.exists():
-                old.rename(dst)
-        return ""
-
-    with signals.cleanup(back):
-        try:
-            for src, dst in moves:
-                old = None
-                if dst.exists():
-                    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-                    _remove(old)
-                    dst.rename(old)
-                asides.append((dst, old))
-                src.rename(dst)
-                placed.append(dst)
-        except BaseException:
-            back(0)
-            raise
-    olds = [old for _, old in asides if old is not None]
-
-    def drop(_signum: int) -> str:
-        for old in olds:
-            _remove(old)
-        return ""
-
-    with signals.cleanup(drop):
-        drop(0)
+            store.remove(tmp)

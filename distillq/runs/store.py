@@ -22,12 +22,13 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from distillq import __version__
 from distillq.errors import ConfigError, RunDirError
-from distillq.runs import quiet
+from distillq.runs import quiet, signals
 
 META = "meta.json"
 CONFIG = "config.toml"
@@ -110,14 +111,19 @@ def is_run_dir(path: Path) -> bool:
     return bool(names) and all(n == LOCK or n.startswith(f".{META}.tmp-") for n in names)
 
 
+def stamped(kind: str, root: Path) -> Path:
+    """A fresh name under root: <kind>-<date>-<time>-<4 hex digits>."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{kind}-{stamp}-{secrets.token_hex(2)}"
+
+
 def new_run_dir(kind: str, out: str | Path | None = None, force: bool = False,
                 root: Path | None = None) -> tuple[Path, RunLock]:
     """Create a fresh run directory and lock it. Never silently overwrites an existing run."""
     root = Path(root) if root is not None else RUNS_ROOT
     if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for _ in range(100):
-            path = root / f"{kind}-{stamp}-{secrets.token_hex(2)}"
+            path = stamped(kind, root)
             try:
                 path.mkdir(parents=True, exist_ok=False)
                 break
@@ -165,23 +171,38 @@ def printable(path: str | Path, flag: str = "--out") -> Path:
     return Path(text)
 
 
-def check_writable_parent(out: str | Path | None, root: Path | None = None) -> None:
-    """Fail before any compute when the output location cannot be written."""
-    target = printable(out) if out is not None else (Path(root) if root else RUNS_ROOT)
-    p = target
+def probe(where: Path) -> None:
+    """Fail in one line unless a file can be created at `where` or, where it does not exist
+    yet, at its nearest existing ancestor: a real write, removed at once (as root, permission
+    bits say yes to /proc and to read-only dirs)."""
     try:
-        while not p.exists():
-            if p.parent == p:
-                break
+        p = Path(where).absolute()
+        while not p.exists() and p.parent != p:
             p = p.parent
-        bad = p.exists() and (not p.is_dir() or not os.access(p, os.W_OK))
-    except (OSError, ValueError) as e:
-        raise RunDirError(f"cannot use {_short(target)} as a run dir: "
+    except (OSError, ValueError) as e:      # a name too long, a NUL byte
+        raise RunDirError(f"cannot use {_short(where)}: "
                           f"{getattr(e, 'strerror', None) or type(e).__name__}") from None
-    if bad:
-        if p == target and p.is_dir() and out is not None:
-            return  # existing run dir: new_run_dir decides (exists/--force)
-        raise RunDirError(f"cannot write under {p}: not a writable directory")
+    if not p.is_dir():
+        raise RunDirError(f"cannot write under {p}: not a directory")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".distillq-probe-", dir=p)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise RunDirError(f"cannot write under {p}: {e.strerror or type(e).__name__}"
+                          ) from None
+
+
+def check_writable_parent(out: str | Path | None, root: Path | None = None) -> None:
+    """Fail before any compute when the run dir cannot be created (an existing dir given as
+    --out: new_run_dir decides, exists / --force)."""
+    target = printable(out) if out is not None else (Path(root) if root else RUNS_ROOT)
+    try:
+        existing_dir = out is not None and target.is_dir()
+    except (OSError, ValueError):
+        existing_dir = False
+    if not existing_dir:
+        probe(target)
 
 
 # --------------------------------------------------------------------------- writing
@@ -213,6 +234,60 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def remove(p: Path) -> None:
+    """Delete a file or a directory tree, if there."""
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def place(src: Path, dst: Path) -> None:
+    """Move one staged file or dir to `dst` (place_all of one move)."""
+    place_all([(src, dst)])
+
+
+def place_all(moves: list[tuple[Path, Path]]) -> None:
+    """Move staged files or dirs into place, all or none (a GIF and its summary; a dir):
+    each existing target is first set aside beside itself (`.NAME.old-PID`), then the staged
+    one renamed in; an error or a signal before the last move removes the new ones already
+    in and puts every old one back. The old ones are deleted once all new ones are in."""
+    asides: list[tuple[Path, Path | None]] = []
+    placed: list[Path] = []
+
+    def back(_signum: int) -> str:
+        for dst in placed:
+            remove(dst)
+        for dst, old in asides:
+            if old is not None and old.exists() and not dst.exists():
+                old.rename(dst)
+        return ""
+
+    with signals.cleanup(back):
+        try:
+            for src, dst in moves:
+                old = None
+                if dst.exists():
+                    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+                    remove(old)
+                    dst.rename(old)
+                asides.append((dst, old))
+                src.rename(dst)
+                placed.append(dst)
+        except BaseException:
+            back(0)
+            raise
+    olds = [old for _, old in asides if old is not None]
+
+    def drop(_signum: int) -> str:
+        for old in olds:
+            remove(old)
+        return ""
+
+    with signals.cleanup(drop):
+        drop(0)
 
 
 def save_params(run_dir: Path, params: Any) -> None:

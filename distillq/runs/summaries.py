@@ -40,13 +40,17 @@ def normalised_retention(student: float, teacher: float, random: float,
     of T - R (and > 1e-9), since a ratio over a gap within noise is noise (a teacher at 32.30
     over random's 32.25 would give retentions of +-1000s of %)."""
     gap = teacher - random
-    return None if gap <= max(1e-9, RETENTION_Z * se) else (student - random) / gap
+    return (student - random) / gap if _judged(gap, se) else None
+
+
+def _judged(gap: float, se: float) -> bool:
+    return gap > max(1e-9, RETENTION_Z * se)
 
 
 def retention_why(teacher: float, random: float, se: float) -> str | None:
     """Why normalised_retention gave None (None when it did not)."""
     gap = teacher - random
-    if gap > max(1e-9, RETENTION_Z * se):
+    if _judged(gap, se):
         return None
     return (f"teacher not distinguishably better than random: T - R = {gap:.4g}, needs > "
             f"{RETENTION_Z:g} standard errors ({RETENTION_Z * se:.4g})")

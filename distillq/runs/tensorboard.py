@@ -284,20 +284,9 @@ def rebuild(run_dir: Path, meta: dict) -> dict[str, int]:
     finally:
         for w in files.values():
             w.close()
-    _replace(tmp, run_dir / TENSORBOARD)
+    tmp.mkdir(exist_ok=True)           # a run with no rows yet: an empty directory
+    store.place(tmp, run_dir / TENSORBOARD)
     return last
-
-
-def _replace(new: Path, old: Path) -> None:
-    """Put directory `new` in place of `old` (two renames: old is never half-written)."""
-    gone = old.with_name(f".{old.name}.old-{os.getpid()}")
-    shutil.rmtree(gone, ignore_errors=True)
-    if not new.exists():
-        new.mkdir()
-    if old.exists():
-        os.replace(old, gone)
-    os.replace(new, old)
-    shutil.rmtree(gone, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- a live run

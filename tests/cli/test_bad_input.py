@@ -72,7 +72,7 @@ def runs(teacher_run, tmp_path_factory):
     (["train-teacher", "--set", "learning_rate=1"], "unknown config key 'learning_rate'"),
     (["train-teacher", "--set", "lr"], "--set expects key=value"),
     (["train-teacher", "--config", "/nonexistent.toml"], "config file not found"),
-    (["train-teacher", "--out", "/etc/passwd/run"], "not a writable directory"),
+    (["train-teacher", "--out", "/etc/passwd/run"], "/etc/passwd: not a directory"),
     (["train-teacher", "--seeds"], "requires an argument"),
     (["train-teacher", "extra"], "unexpected extra argument"),
     (["train_teacher"], "No such command"),

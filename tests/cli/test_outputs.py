@@ -20,7 +20,7 @@ from distillq.commands import export as export_cmd
 from distillq.commands import report as report_cmd
 from distillq.commands import train as train_cmd
 from distillq.errors import WriteError
-from distillq.runs import outputs
+from distillq.runs import store
 
 pytestmark = pytest.mark.slow
 EXE = [sys.executable, "-m", "distillq"]
@@ -132,10 +132,10 @@ def test_place_puts_the_old_dir_back_when_the_swap_fails(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "rename", flaky)
     with pytest.raises(OSError):
-        outputs.place(new, old)
+        store.place(new, old)
     assert (old / "a").read_text() == "old" and _leftovers(tmp_path) == []
     monkeypatch.setattr(Path, "rename", real)
-    outputs.place(new, old)
+    store.place(new, old)
     assert (old / "a").read_text() == "new" and _leftovers(tmp_path) == [] and not new.exists()
 
 
@@ -150,6 +150,15 @@ def test_unwritable_outputs_fail_before_any_work(runs, tmp_path, command):
     assert "symbolic link" in one_line_error([command, str(runs / "lin"), "--out", str(link),
                                               "--force"])
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_run_dirs_are_probed_like_every_other_output():
+    """train-teacher and distill probe their run dir's parent with a real write too (the
+    same store.probe), not os.access, which says yes to /proc as root."""
+    assert "cannot write under /proc" in one_line_error(["train-teacher", "--out",
+                                                         "/proc/x"])
+    assert "cannot write under /dev/full: not a directory" in one_line_error(
+        ["train-teacher", "--out", "/dev/full/x"])
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only dirs")
@@ -296,12 +305,12 @@ def test_place_all_moves_a_gif_and_its_summary_together_or_not_at_all(tmp_path, 
 
     monkeypatch.setattr(Path, "rename", flaky)
     with pytest.raises(OSError):
-        outputs.place_all([(stage / "r.gif", gif), (stage / "r.json", js)])
+        store.place_all([(stage / "r.gif", gif), (stage / "r.json", js)])
     assert gif.read_text() == "old gif" and js.read_text() == "old json"
     assert _leftovers(tmp_path) == []
     monkeypatch.setattr(Path, "rename", real)
     (stage / "r.gif").write_text("new gif")
-    outputs.place_all([(stage / "r.gif", gif), (stage / "r.json", js)])
+    store.place_all([(stage / "r.gif", gif), (stage / "r.json", js)])
     assert gif.read_text() == "new gif" and js.read_text() == "new json"
     assert _leftovers(tmp_path) == []
 

@@ -199,7 +199,7 @@ def run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool = Fals
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    final = outputs.printable(out)
+    final = store.printable(out)
     goal = target(final)
     outputs.check([goal], force)          # before any work: exit 2, nothing computed
     run = store.load_run(path)
@@ -221,9 +221,9 @@ def run(path: str, fmt: str, out: str, *, seed_index: int = 0, int8: bool = Fals
                          states, bench, single=not goal.is_dir)
         if goal.is_dir:
             (work / "export.json").write_text(json.dumps(result, indent=2) + "\n")
-            outputs.place(work, final)
+            store.place(work, final)
         else:
-            outputs.place(work / "policy.onnx", final)
+            store.place(work / "policy.onnx", final)
     _print(result)
     return result
 
